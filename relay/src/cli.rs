@@ -1,0 +1,89 @@
+//! Command-line interface: `dephy-relay serve` and `dephy-relay migrate`.
+//!
+//! Settings come from flags, then environment variables, then the TOML config file, then
+//! defaults (in that order of precedence).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "dephy-relay", version, about = "A Nostr relay for physical devices (DePIN)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the relay (applies pending database migrations first).
+    Serve {
+        /// TOML config file; every key is optional.
+        #[arg(long, env = "DEPHY_RELAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8000].
+        #[arg(long, env = "DEPHY_RELAY_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://data/relay.db].
+        #[arg(long, env = "DEPHY_RELAY_DB")]
+        db: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, env = "DEPHY_RELAY_DB")]
+        db: String,
+    },
+}
+
+/// Entry point of the binary; returns a failure exit code with a message on error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, listen, db } => {
+                let mut cfg = match config {
+                    Some(path) => Config::from_file(&path)?,
+                    None => Config::default(),
+                };
+                if let Some(listen) = listen {
+                    cfg.listen = listen;
+                }
+                if let Some(db) = db {
+                    cfg.db = db;
+                }
+                crate::server::serve(cfg).await
+            }
+            Command::Migrate { db } => {
+                let store = crate::store::Store::open(&db, &Default::default()).await?;
+                store.close().await;
+                println!("migrations applied to {db}");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,170 @@
+//! Relay configuration: a TOML file, overridden by environment variables, overridden by flags.
+//!
+//! Every field has a default, so an empty (or absent) file is a valid configuration. The
+//! precedence (flag > env > file > default) is applied in `cli.rs`; this file only describes
+//! the shape and the defaults, and loads the file with errors that name the offending key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Default database: an embedded SQLite file, its directory created on first run.
+pub const DEFAULT_DB: &str = "sqlite://data/relay.db";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub db: String,
+    /// The relay's own Nostr secret key (hex), generated on first run if absent.
+    pub key_file: PathBuf,
+    /// Public URL of this relay, checked in NIP-42 AUTH events (`relay` tag). When unset, any
+    /// URL whose host matches the Host header of the connection is accepted.
+    pub relay_url: Option<String>,
+    pub info: InfoConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            db: DEFAULT_DB.to_string(),
+            key_file: PathBuf::from("data/relay.key"),
+            relay_url: None,
+            info: InfoConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Fields of the NIP-11 relay information document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfoConfig {
+    pub name: String,
+    pub description: String,
+    pub contact: Option<String>,
+}
+
+impl Default for InfoConfig {
+    fn default() -> Self {
+        Self {
+            name: "dephy-relay".into(),
+            description: "Nostr relay for physical devices (DePIN messaging layer)".into(),
+            contact: None,
+        }
+    }
+}
+
+/// Limits; each is enforced and reported truthfully in NIP-11 `limitation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest WebSocket message accepted, bytes.
+    pub max_message_bytes: usize,
+    /// Largest event (its JSON serialization), bytes.
+    pub max_event_bytes: usize,
+    /// Most tags in one event.
+    pub max_event_tags: usize,
+    /// Largest `content`, bytes.
+    pub max_content_bytes: usize,
+    /// Oldest accepted `created_at`, seconds before now (0 = no lower bound).
+    pub created_at_past_secs: u64,
+    /// Newest accepted `created_at`, seconds after now.
+    pub created_at_future_secs: u64,
+    /// Open subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Filters in one REQ or COUNT.
+    pub max_filters: usize,
+    /// Largest `limit` honoured; bigger values are clamped.
+    pub max_limit: usize,
+    /// `limit` used when a filter has none.
+    pub default_limit: usize,
+    /// Longest subscription id.
+    pub max_subid_length: usize,
+    /// Open WebSocket connections in total.
+    pub max_connections: usize,
+    /// Open WebSocket connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// EVENT messages per second from one IP (burst = the same number).
+    pub events_per_sec_per_ip: u32,
+    /// EVENT messages per second from one author pubkey.
+    pub events_per_sec_per_pubkey: u32,
+    /// REQ and COUNT messages per second from one IP.
+    pub reqs_per_sec_per_ip: u32,
+    /// Messages queued to one connection before it is considered a slow reader and dropped.
+    pub outbound_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 256 * 1024,
+            max_event_bytes: 128 * 1024,
+            max_event_tags: 2000,
+            max_content_bytes: 64 * 1024,
+            created_at_past_secs: 0,
+            created_at_future_secs: 15 * 60,
+            max_subscriptions: 64,
+            max_filters: 16,
+            max_limit: 5000,
+            default_limit: 500,
+            max_subid_length: 64,
+            max_connections: 20_000,
+            max_connections_per_ip: 15_000,
+            events_per_sec_per_ip: 20_000,
+            events_per_sec_per_pubkey: 10_000,
+            reqs_per_sec_per_ip: 20_000,
+            outbound_queue: 4096,
+        }
+    }
+}
+
+/// NIP-42 authentication requirements.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// EVENT is refused (`auth-required:`) until the connection has authenticated.
+    pub required_for_write: bool,
+    /// REQ and COUNT are refused (`CLOSED auth-required:`) until the connection has authenticated.
+    pub required_for_read: bool,
+}
+
+/// Storage tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Most events written in one group-commit transaction.
+    pub max_batch: usize,
+    /// Connections in the read pool.
+    pub read_connections: u32,
+    /// Seconds between background purges of expired (NIP-40) events.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { max_batch: 1024, read_connections: 8, purge_interval_secs: 60 }
+    }
+}
+
+impl Config {
+    /// Loads a TOML config file; an error names the file and the problem.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read config file {}: {e} (check the --config path)", path.display())
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+}

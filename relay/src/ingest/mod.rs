@@ -1,0 +1,112 @@
+//! The ingest stage: everything between a parsed EVENT and the writer queue.
+//!
+//! `verify` (id and signature) → `policy` (limits, expiry, auth, NIP-70, rate limits) →
+//! ephemeral events go straight to fan-out; the rest are queued for group commit.
+
+pub mod policy;
+pub mod verify;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use nostr::{Event, PublicKey};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::fanout::Delivery;
+use crate::limits::RateLimits;
+use crate::metrics as m;
+use crate::store::writer::{WriteResult, Writer};
+use crate::store::{IndexedEvent, KindClass, Store, WriteOutcome};
+
+/// What the connection should do with an EVENT.
+pub enum Submitted {
+    /// Answer now with this OK message (accepted, message).
+    Done { accepted: bool, message: String },
+    /// Answer when the write commits.
+    Pending(oneshot::Receiver<WriteResult>),
+}
+
+impl Submitted {
+    fn reject(message: String) -> Self {
+        let reason = message.split(':').next().unwrap_or("error").to_string();
+        metrics::counter!(m::EVENTS_REJECTED, "reason" => reason).increment(1);
+        Self::Done { accepted: false, message }
+    }
+}
+
+/// Who is sending: the connection's address and the pubkeys it authenticated as (NIP-42).
+pub struct Sender<'a> {
+    pub ip: IpAddr,
+    pub authed: &'a HashSet<PublicKey>,
+}
+
+/// The shared ingest stage.
+pub struct Ingest {
+    cfg: Arc<Config>,
+    rates: Arc<RateLimits>,
+    writer: Writer,
+    fanout: mpsc::Sender<Delivery>,
+    store: Store,
+}
+
+impl Ingest {
+    pub fn new(cfg: Arc<Config>, rates: Arc<RateLimits>, writer: Writer, fanout: mpsc::Sender<Delivery>, store: Store) -> Self {
+        Self { cfg, rates, writer, fanout, store }
+    }
+
+    /// Checks an event and hands it on; see [`Submitted`].
+    pub async fn submit(&self, event: Box<Event>, raw_len: usize, from: Sender<'_>) -> Submitted {
+        metrics::counter!(m::EVENTS_RECEIVED).increment(1);
+        if !self.rates.event_from_ip(from.ip) {
+            return Submitted::reject("rate-limited: too many events from your address; slow down".into());
+        }
+        if let Err(msg) = policy::check_size(raw_len, &self.cfg.limits) {
+            return Submitted::reject(msg);
+        }
+        if let Err(msg) = verify::verify(&event) {
+            return Submitted::reject(msg);
+        }
+        let now = crate::store::now_secs();
+        if let Err(msg) = policy::check_event(&event, now, &self.cfg.limits) {
+            return Submitted::reject(msg);
+        }
+        if let Err(msg) = policy::check_auth(&event, from.authed, &self.cfg.auth) {
+            return Submitted::reject(msg);
+        }
+        if !self.rates.event_by_author(event.pubkey.to_bytes()) {
+            return Submitted::reject("rate-limited: too many events from this author; slow down".into());
+        }
+
+        let event: Arc<Event> = Arc::from(event);
+        if KindClass::of(event.kind) == KindClass::Ephemeral {
+            let json: Arc<str> = nostr::JsonUtil::as_json(&*event).into();
+            if let Store::Postgres(pg) = &self.store
+                && let Err(e) = pg.announce_ephemeral(&json).await
+            {
+                tracing::warn!(error = %e, "could not share an ephemeral event with other relay processes");
+            }
+            let _ = self.fanout.send(Delivery::new(None, event, json)).await;
+            return Submitted::Done { accepted: true, message: String::new() };
+        }
+        let indexed = IndexedEvent::new(event, crate::store::now_millis());
+        Submitted::Pending(self.writer.submit(indexed).await)
+    }
+}
+
+/// The OK answer for a write result: (accepted, message).
+pub fn answer(result: WriteResult) -> (bool, String) {
+    let (accepted, message) = match result {
+        Ok(WriteOutcome::Stored { .. }) => (true, String::new()),
+        Ok(WriteOutcome::Duplicate) => (true, "duplicate: already have this event".into()),
+        Ok(WriteOutcome::Superseded) => (true, "duplicate: a newer version of this replaceable event is stored".into()),
+        Ok(WriteOutcome::Deleted) => (false, "blocked: this event was deleted by its author".into()),
+        Err(msg) => (false, format!("error: {msg}")),
+    };
+    if !accepted {
+        let reason = message.split(':').next().unwrap_or("error").to_string();
+        metrics::counter!(m::EVENTS_REJECTED, "reason" => reason).increment(1);
+    }
+    (accepted, message)
+}

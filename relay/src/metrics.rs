@@ -1,0 +1,39 @@
+//! Prometheus metrics: names, descriptions and the recorder behind `GET /metrics`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const CONNECTIONS: &str = "relay_connections";
+pub const CONNECTIONS_REFUSED: &str = "relay_connections_refused_total";
+pub const EVENTS_RECEIVED: &str = "relay_events_received_total";
+pub const EVENTS_STORED: &str = "relay_events_stored_total";
+pub const EVENTS_REJECTED: &str = "relay_events_rejected_total";
+pub const EVENTS_DELIVERED: &str = "relay_events_delivered_total";
+pub const SLOW_READERS: &str = "relay_slow_readers_disconnected_total";
+pub const QUERY_SECONDS: &str = "relay_query_seconds";
+pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
+pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
+
+/// Installs the global recorder; the handle renders the text exposition format.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(QUERY_SECONDS.into()),
+            &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(WRITE_BATCH_SIZE.into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+        )?
+        .install_recorder()?;
+    metrics::describe_gauge!(CONNECTIONS, "Open WebSocket connections");
+    metrics::describe_counter!(CONNECTIONS_REFUSED, "WebSocket upgrades refused by connection limits");
+    metrics::describe_counter!(EVENTS_RECEIVED, "EVENT messages received");
+    metrics::describe_counter!(EVENTS_STORED, "Events committed to the database");
+    metrics::describe_counter!(EVENTS_REJECTED, "Events answered OK false, by reason prefix");
+    metrics::describe_counter!(EVENTS_DELIVERED, "Live events queued to subscribers");
+    metrics::describe_counter!(SLOW_READERS, "Connections dropped because their outbound queue was full");
+    metrics::describe_histogram!(QUERY_SECONDS, "REQ query latency until EOSE, seconds");
+    metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
+    metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
+    Ok(handle)
+}

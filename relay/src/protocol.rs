@@ -1,0 +1,221 @@
+//! The parse stage: NIP-01 client messages in, relay messages out.
+//!
+//! Client messages are parsed once into borrowed raw JSON parts, so an EVENT's bytes are only
+//! deserialized into an [`Event`] once and its size is known without re-serializing.
+
+use nostr::{Event, Filter, JsonUtil};
+use serde_json::value::RawValue;
+
+/// A message from a client.
+#[derive(Debug)]
+pub enum ClientMessage {
+    /// `["EVENT", <event>]`; `raw_len` is the size of the event's JSON as received.
+    Event { event: Box<Event>, raw_len: usize },
+    /// `["REQ", <sub id>, <filter>...]`
+    Req { sub_id: String, filters: Vec<Filter> },
+    /// `["COUNT", <sub id>, <filter>...]` (NIP-45)
+    Count { sub_id: String, filters: Vec<Filter> },
+    /// `["CLOSE", <sub id>]`
+    Close { sub_id: String },
+    /// `["AUTH", <event>]` (NIP-42)
+    Auth { event: Box<Event> },
+}
+
+/// Why a client message could not be parsed, and how to answer it.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not a JSON array with a string first element: answered with a NOTICE.
+    #[error("error: could not parse message: {0}")]
+    Malformed(String),
+    /// A message type this relay does not know: answered with a NOTICE.
+    #[error("error: unknown message type: {0}")]
+    UnknownType(String),
+    /// An EVENT whose event could not be parsed: answered with `OK false` when the id is
+    /// readable, otherwise a NOTICE.
+    #[error("invalid: {reason}")]
+    BadEvent { id: Option<String>, reason: String },
+    /// A REQ or COUNT with a bad subscription id or filter: answered with CLOSED.
+    #[error("invalid: {reason}")]
+    BadFilter { sub_id: String, reason: String },
+}
+
+/// Parses one text frame. `max_filters` bounds REQ and COUNT; `max_subid` bounds sub ids.
+pub fn parse(text: &str, max_filters: usize, max_subid: usize) -> Result<ClientMessage, ParseError> {
+    let parts: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    let Some((kind, rest)) = parts.split_first() else {
+        return Err(ParseError::Malformed("empty array".into()));
+    };
+    let kind: &str = serde_json::from_str(kind.get())
+        .map_err(|_| ParseError::Malformed("first element must be a string".into()))?;
+    match kind {
+        "EVENT" => {
+            let [raw] = rest else {
+                return Err(ParseError::Malformed("EVENT takes exactly one event".into()));
+            };
+            let event = parse_event(raw)?;
+            Ok(ClientMessage::Event { event, raw_len: raw.get().len() })
+        }
+        "AUTH" => {
+            let [raw] = rest else {
+                return Err(ParseError::Malformed("AUTH takes exactly one event".into()));
+            };
+            Ok(ClientMessage::Auth { event: parse_event(raw)? })
+        }
+        "REQ" | "COUNT" => {
+            let Some((sub, raw_filters)) = rest.split_first() else {
+                return Err(ParseError::Malformed(format!("{kind} needs a subscription id")));
+            };
+            let sub_id = parse_sub_id(sub, max_subid)?;
+            let bad = |reason: String| ParseError::BadFilter { sub_id: sub_id.clone(), reason };
+            if raw_filters.is_empty() {
+                return Err(bad("at least one filter is required".into()));
+            }
+            if raw_filters.len() > max_filters {
+                return Err(bad(format!("too many filters (max {max_filters})")));
+            }
+            let filters = raw_filters
+                .iter()
+                .map(|raw| parse_filter(raw.get()).map_err(&bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if kind == "REQ" {
+                ClientMessage::Req { sub_id, filters }
+            } else {
+                ClientMessage::Count { sub_id, filters }
+            })
+        }
+        "CLOSE" => {
+            let [sub] = rest else {
+                return Err(ParseError::Malformed("CLOSE takes exactly one subscription id".into()));
+            };
+            let sub_id: String = serde_json::from_str(sub.get())
+                .map_err(|_| ParseError::Malformed("subscription id must be a string".into()))?;
+            Ok(ClientMessage::Close { sub_id })
+        }
+        other => Err(ParseError::UnknownType(other.chars().take(32).collect())),
+    }
+}
+
+fn parse_event(raw: &RawValue) -> Result<Box<Event>, ParseError> {
+    Event::from_json(raw.get()).map(Box::new).map_err(|e| {
+        // Recover the id, if readable, so the client gets an OK it can match.
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: String,
+        }
+        let id = serde_json::from_str::<IdOnly>(raw.get()).ok().map(|x| x.id);
+        ParseError::BadEvent { id, reason: format!("malformed event: {e}") }
+    })
+}
+
+fn parse_sub_id(raw: &RawValue, max_len: usize) -> Result<String, ParseError> {
+    let sub_id: String = serde_json::from_str(raw.get())
+        .map_err(|_| ParseError::Malformed("subscription id must be a string".into()))?;
+    if sub_id.is_empty() || sub_id.len() > max_len {
+        return Err(ParseError::BadFilter {
+            reason: format!("subscription id must be 1 to {max_len} characters"),
+            sub_id,
+        });
+    }
+    Ok(sub_id)
+}
+
+/// Parses a filter, rejecting what NIP-01 does not allow (nostr's parser is lenient about
+/// unknown keys, which we keep, but tag values must be strings and fields well-typed).
+fn parse_filter(json: &str) -> Result<Filter, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let obj = value.as_object().ok_or("a filter must be a JSON object")?;
+    for (key, v) in obj {
+        let is_tag = key.len() == 2 && key.starts_with('#');
+        let ok = match key.as_str() {
+            "ids" | "authors" => v.as_array().is_some_and(|a| a.iter().all(is_hex64)),
+            "kinds" => v.as_array().is_some_and(|a| a.iter().all(|k| k.as_u64().is_some_and(|k| k <= 65535))),
+            "since" | "until" | "limit" => v.as_u64().is_some(),
+            "search" => v.is_string(),
+            _ if is_tag => v.as_array().is_some_and(|a| a.iter().all(|s| s.is_string())),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("bad value for filter field {key:?}"));
+        }
+    }
+    if obj.contains_key("search") {
+        return Err("search (NIP-50) is not supported".into());
+    }
+    Filter::from_json(json).map_err(|e| e.to_string())
+}
+
+fn is_hex64(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+}
+
+/// Builders for relay → client messages. Event JSON is spliced in verbatim.
+pub mod out {
+    fn quote(s: &str) -> String {
+        serde_json::to_string(s).expect("strings serialize")
+    }
+
+    pub fn event(sub_id: &str, event_json: &str) -> String {
+        format!("[\"EVENT\",{},{}]", quote(sub_id), event_json)
+    }
+
+    pub fn ok(id: &str, accepted: bool, message: &str) -> String {
+        format!("[\"OK\",{},{},{}]", quote(id), accepted, quote(message))
+    }
+
+    pub fn eose(sub_id: &str) -> String {
+        format!("[\"EOSE\",{}]", quote(sub_id))
+    }
+
+    pub fn closed(sub_id: &str, message: &str) -> String {
+        format!("[\"CLOSED\",{},{}]", quote(sub_id), quote(message))
+    }
+
+    pub fn notice(message: &str) -> String {
+        format!("[\"NOTICE\",{}]", quote(message))
+    }
+
+    pub fn auth(challenge: &str) -> String {
+        format!("[\"AUTH\",{}]", quote(challenge))
+    }
+
+    pub fn count(sub_id: &str, count: u64) -> String {
+        format!("[\"COUNT\",{},{{\"count\":{}}}]", quote(sub_id), count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_arrays_and_unknown_types() {
+        assert!(matches!(parse("{}", 8, 64), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse("[]", 8, 64), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse("[\"HELLO\"]", 8, 64), Err(ParseError::UnknownType(t)) if t == "HELLO"));
+    }
+
+    #[test]
+    fn req_filter_errors_name_the_subscription() {
+        let err = parse(r#"["REQ","s1",{"ids":["zz"]}]"#, 8, 64).unwrap_err();
+        assert!(matches!(err, ParseError::BadFilter { ref sub_id, .. } if sub_id == "s1"), "{err:?}");
+        let err = parse(r#"["REQ","s1",{},{},{}]"#, 2, 64).unwrap_err();
+        assert!(err.to_string().contains("too many filters"), "{err}");
+        let err = parse(r##"["REQ","s1",{"#p":[1]}]"##, 2, 64).unwrap_err();
+        assert!(matches!(err, ParseError::BadFilter { .. }));
+    }
+
+    #[test]
+    fn parses_req_with_tag_filters() {
+        let msg = parse(r##"["REQ","x",{"kinds":[1573],"#s":["a"],"limit":1}]"##, 8, 64).unwrap();
+        let ClientMessage::Req { sub_id, filters } = msg else { panic!("not a REQ") };
+        assert_eq!(sub_id, "x");
+        assert_eq!(filters[0].limit, Some(1));
+    }
+
+    #[test]
+    fn out_messages_escape_strings() {
+        assert_eq!(out::notice("a\"b"), r#"["NOTICE","a\"b"]"#);
+        assert_eq!(out::count("c", 3), r#"["COUNT","c",{"count":3}]"#);
+    }
+}

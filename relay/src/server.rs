@@ -1,0 +1,247 @@
+//! The server: wires the stages together and serves one port.
+//!
+//! - `GET /` with `Upgrade: websocket` → a `socket` task;
+//!   with `Accept: application/nostr+json` → the NIP-11 document (CORS open).
+//! - `GET /health` → 200 once the relay accepts events (503 while shutting down).
+//! - `GET /metrics` → Prometheus text.
+//!
+//! Shutdown (SIGTERM/SIGINT): stop accepting, close sockets after their pending OKs, let the
+//! writer commit what is queued, then exit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::fanout::Fanout;
+use crate::ingest::Ingest;
+use crate::limits::{ConnectionLimits, RateLimits, Refusal};
+use crate::metrics as m;
+use crate::store::Store;
+use crate::store::writer::Writer;
+
+/// Shared state of the running relay.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub store: Store,
+    pub ingest: Ingest,
+    pub fanout: Fanout,
+    pub rates: Arc<RateLimits>,
+    pub connections: Arc<ConnectionLimits>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    metrics: PrometheusHandle,
+    info: String,
+}
+
+/// Runs the relay until SIGTERM or SIGINT.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let metrics = m::install()?;
+    let keys = crate::identity::load_or_create(&cfg.key_file)?;
+    let store = Store::open(&cfg.db, &cfg.store)
+        .await
+        .with_context(|| format!("cannot open database {}", cfg.db))?;
+    let cfg = Arc::new(cfg);
+
+    let fanout = Fanout::new(store.last_seq().await?);
+    let (fanout_tx, fanout_rx) = tokio::sync::mpsc::channel(8192);
+    let fanout_task = tokio::spawn(fanout.clone().run(fanout_rx));
+    let (writer, writer_task) = Writer::spawn(store.clone(), fanout_tx.clone(), cfg.store.max_batch, 16_384);
+    let listener_task = match &store {
+        Store::Postgres(pg) => {
+            let pg = pg.clone();
+            let tx = fanout_tx.clone();
+            Some(tokio::spawn(async move { pg.listen(tx).await }))
+        }
+        Store::Sqlite(_) => None,
+    };
+    let rates = Arc::new(RateLimits::new(&cfg.limits));
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(AppState {
+        info: crate::info::document(&cfg, &keys.public_key().to_hex()).to_string(),
+        ingest: Ingest::new(cfg.clone(), rates.clone(), writer, fanout_tx, store.clone()),
+        connections: ConnectionLimits::new(&cfg.limits),
+        cfg: cfg.clone(),
+        store: store.clone(),
+        fanout,
+        rates,
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        metrics,
+    });
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another process using it? pass --listen)", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, db = store.backend_name(), pubkey = %keys.public_key(), "relay ready");
+
+    let app = Router::new()
+        .route("/", get(root).options(preflight))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .with_state(state.clone());
+    let signal = shutdown_signal(shutdown.clone());
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(signal)
+        .await
+        .context("server error")?;
+
+    tracing::info!("shutting down: closing connections");
+    housekeeping.abort();
+    let tracker = state.tracker.clone();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(15), tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not close in time");
+    }
+    if let Some(task) = listener_task {
+        task.abort();
+    }
+    // Dropping the last state handle drops the writer's sender: it commits what is queued, then stops.
+    drop(state);
+    if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
+        tracing::error!("writer did not finish in time");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), fanout_task).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = token.cancelled() => {}
+    }
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}
+
+/// Periodic chores: purge expired events, forget idle rate-limit keys.
+async fn housekeeping(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.cfg.store.purge_interval_secs.max(1)));
+    loop {
+        tick.tick().await;
+        match state.store.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!(m::EXPIRED_PURGED).increment(n);
+                tracing::debug!(purged = n, "purged expired events");
+            }
+            Err(e) => tracing::warn!(error = %e, "purging expired events failed"),
+        }
+        state.rates.forget_idle();
+    }
+}
+
+async fn root(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let wants_info = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/nostr+json"));
+    match ws {
+        Ok(ws) if !wants_info => upgrade(state, addr.ip(), headers, ws),
+        _ if wants_info => {
+            let mut resp = (StatusCode::OK, state.info.clone()).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/nostr+json"));
+            cors(h);
+            resp
+        }
+        _ => (
+            StatusCode::OK,
+            "This is a Nostr relay: connect with a Nostr client over WebSocket, or request \
+             application/nostr+json for its NIP-11 information document.\n",
+        )
+            .into_response(),
+    }
+}
+
+fn upgrade(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "relay is shutting down\n").into_response();
+    }
+    let slot = match state.connections.acquire(ip) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
+            return match refusal {
+                Refusal::TooManyConnections => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later\n").into_response()
+                }
+                Refusal::TooManyFromIp => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response()
+                }
+            };
+        }
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let limits = &state.cfg.limits;
+    // Frames past the configured limit (up to twice it) are read and answered with a NOTICE;
+    // anything larger closes the connection.
+    let hard_limit = limits.max_message_bytes.saturating_mul(2).max(64 * 1024);
+    let tracker = state.tracker.clone();
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| tracker.track_future(crate::socket::serve(socket, state, ip, host, slot)))
+}
+
+async fn preflight() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    cors(resp.headers_mut());
+    resp
+}
+
+fn cors(h: &mut HeaderMap) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let body = serde_json::json!({
+        "status": "ok",
+        "db": state.store.backend_name(),
+        "connections": state.connections.open(),
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// Raises the open-file soft limit to the hard limit: every connection is a descriptor.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

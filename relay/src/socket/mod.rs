@@ -1,0 +1,283 @@
+//! The socket stage: one task per WebSocket connection.
+//!
+//! The task reads client messages, parses them (`protocol`), and dispatches: EVENT to
+//! `ingest`, REQ/COUNT to the store, CLOSE and AUTH locally. It writes replies, stored
+//! results and live events (from its bounded outbound queue, filled by `fanout`). OKs for
+//! events waiting on the group commit are collected without blocking the read loop, so a
+//! client may pipeline many EVENTs.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{FuturesUnordered, SplitSink};
+use futures_util::{SinkExt, StreamExt};
+use nostr::{EventId, Filter, PublicKey};
+
+use crate::fanout::{Outbound, Subscriber};
+use crate::ingest::{self, Submitted};
+use crate::limits::ConnectionSlot;
+use crate::metrics as m;
+use crate::protocol::{self, ClientMessage, ParseError, out};
+use crate::server::AppState;
+use crate::store::writer::WriteResult;
+
+/// How long a closing connection waits for its pending OKs.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Sink = SplitSink<WebSocket, Message>;
+type PendingAck = std::pin::Pin<Box<dyn Future<Output = (EventId, WriteResult)> + Send>>;
+
+struct Connection {
+    state: Arc<AppState>,
+    ip: IpAddr,
+    host: Option<String>,
+    challenge: String,
+    authed: HashSet<PublicKey>,
+    id: u64,
+    subscriber: Arc<Subscriber>,
+    /// Per subscription: stored results that may also arrive live (committed after the
+    /// subscription was registered); skipped when they do.
+    dedup: HashMap<Arc<str>, HashSet<i64>>,
+    pending: FuturesUnordered<PendingAck>,
+}
+
+/// Serves one upgraded connection until either side closes it.
+pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Option<String>, slot: ConnectionSlot) {
+    let (id, subscriber, mut outbound) = state.fanout.subscriber(state.cfg.limits.outbound_queue);
+    let mut conn = Connection {
+        challenge: crate::auth::challenge(),
+        state: state.clone(),
+        ip,
+        host,
+        authed: HashSet::new(),
+        id,
+        subscriber,
+        dedup: HashMap::new(),
+        pending: FuturesUnordered::new(),
+    };
+    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    let close = conn.run(&mut sink, &mut stream, &mut outbound).await;
+    conn.drain(&mut sink).await;
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    let _ = sink.close().await;
+    state.fanout.unregister(conn.id);
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+    drop(slot);
+}
+
+impl Connection {
+    /// The main loop; returns the close frame to send, if any.
+    async fn run(
+        &mut self,
+        sink: &mut Sink,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Option<(u16, &'static str)> {
+        if send(sink, out::auth(&self.challenge)).await.is_err() {
+            return None;
+        }
+        let shutdown = self.state.shutdown.clone();
+        let kicked = self.subscriber.kicked.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Some((1001, "relay shutting down")),
+                _ = kicked.cancelled() => {
+                    tracing::info!(ip = %self.ip, "disconnecting slow reader");
+                    return Some((1008, "slow reader: outbound queue full"));
+                }
+                Some((id, result)) = self.pending.next(), if !self.pending.is_empty() => {
+                    let (accepted, message) = ingest::answer(result);
+                    if send(sink, out::ok(&id.to_hex(), accepted, &message)).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(msg) = outbound.recv() => {
+                    if self.forward(sink, msg).await.is_err() {
+                        return None;
+                    }
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if self.on_text(sink, text.as_str()).await.is_err() {
+                            return None;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if send(sink, out::notice("error: binary messages are not supported; send JSON text")).await.is_err() {
+                            return None;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Err(e)) => {
+                        tracing::debug!(ip = %self.ip, error = %e, "websocket read error");
+                        return Some((1009, "message too big or malformed frame"));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends the OKs of events still waiting on the writer (bounded wait).
+    async fn drain(&mut self, sink: &mut Sink) {
+        let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
+        tokio::pin!(deadline);
+        while !self.pending.is_empty() {
+            tokio::select! {
+                _ = &mut deadline => return,
+                Some((id, result)) = self.pending.next() => {
+                    let (accepted, message) = ingest::answer(result);
+                    let _ = send(sink, out::ok(&id.to_hex(), accepted, &message)).await;
+                }
+            }
+        }
+    }
+
+    async fn forward(&mut self, sink: &mut Sink, msg: Outbound) -> Result<(), axum::Error> {
+        let Outbound::Event { sub, seq, json } = msg;
+        if let (Some(seq), Some(skip)) = (seq, self.dedup.get_mut(&sub))
+            && skip.remove(&seq)
+        {
+            return Ok(());
+        }
+        send(sink, out::event(&sub, &json)).await
+    }
+
+    async fn on_text(&mut self, sink: &mut Sink, text: &str) -> Result<(), axum::Error> {
+        let limits = &self.state.cfg.limits;
+        if text.len() > limits.max_message_bytes {
+            let msg = format!("invalid: message is {} bytes, the limit is {}", text.len(), limits.max_message_bytes);
+            return send(sink, out::notice(&msg)).await;
+        }
+        let msg = match protocol::parse(text, limits.max_filters, limits.max_subid_length) {
+            Ok(msg) => msg,
+            Err(e) => return self.on_parse_error(sink, e).await,
+        };
+        match msg {
+            ClientMessage::Event { event, raw_len } => {
+                let id = event.id;
+                let from = ingest::Sender { ip: self.ip, authed: &self.authed };
+                match self.state.ingest.submit(event, raw_len, from).await {
+                    Submitted::Done { accepted, message } => send(sink, out::ok(&id.to_hex(), accepted, &message)).await,
+                    Submitted::Pending(rx) => {
+                        self.pending.push(Box::pin(async move {
+                            (id, rx.await.unwrap_or_else(|_| Err("the relay is shutting down".into())))
+                        }));
+                        Ok(())
+                    }
+                }
+            }
+            ClientMessage::Req { sub_id, filters } => self.on_req(sink, sub_id, filters).await,
+            ClientMessage::Count { sub_id, filters } => self.on_count(sink, sub_id, filters).await,
+            ClientMessage::Close { sub_id } => {
+                self.subscriber.remove(&sub_id);
+                self.dedup.remove(sub_id.as_str());
+                Ok(())
+            }
+            ClientMessage::Auth { event } => {
+                let cfg = &self.state.cfg;
+                let result = crate::auth::verify(&event, &self.challenge, cfg.relay_url.as_deref(), self.host.as_deref());
+                let (accepted, message) = match result {
+                    Ok(pubkey) => {
+                        self.authed.insert(pubkey);
+                        (true, String::new())
+                    }
+                    Err(msg) => (false, msg),
+                };
+                send(sink, out::ok(&event.id.to_hex(), accepted, &message)).await
+            }
+        }
+    }
+
+    async fn on_parse_error(&mut self, sink: &mut Sink, e: ParseError) -> Result<(), axum::Error> {
+        let msg = e.to_string();
+        match e {
+            ParseError::BadEvent { id: Some(id), .. } => send(sink, out::ok(&id, false, &msg)).await,
+            ParseError::BadFilter { sub_id, .. } => send(sink, out::closed(&sub_id, &msg)).await,
+            _ => send(sink, out::notice(&msg)).await,
+        }
+    }
+
+    /// Checks common to REQ and COUNT; the error is a CLOSED message.
+    fn read_allowed(&self) -> Result<(), String> {
+        if self.state.cfg.auth.required_for_read && self.authed.is_empty() {
+            return Err("auth-required: this relay only serves authenticated clients".into());
+        }
+        if !self.state.rates.req_from_ip(self.ip) {
+            return Err("rate-limited: too many requests from your address; slow down".into());
+        }
+        Ok(())
+    }
+
+    async fn on_req(&mut self, sink: &mut Sink, sub_id: String, filters: Vec<Filter>) -> Result<(), axum::Error> {
+        if let Err(msg) = self.read_allowed() {
+            return send(sink, out::closed(&sub_id, &msg)).await;
+        }
+        let sub: Arc<str> = sub_id.into();
+        let max = self.state.cfg.limits.max_subscriptions;
+        if self.subscriber.remove(&sub) {
+            self.dedup.remove(&sub);
+        } else if self.subscriber.len() >= max {
+            let msg = format!("blocked: too many open subscriptions (max {max}); CLOSE one first");
+            return send(sink, out::closed(&sub, &msg)).await;
+        }
+        // Register before querying so nothing committed meanwhile is missed; remember what
+        // the fan-out had already dispatched, to skip live copies of stored results.
+        let dispatched = self.state.fanout.dispatched_seq();
+        let filters: Arc<[Filter]> = filters.into();
+        self.subscriber.set(sub.clone(), filters.clone());
+        self.state.fanout.register(self.id, &self.subscriber);
+
+        let limits = &self.state.cfg.limits;
+        let started = Instant::now();
+        let result = self.state.store.query(&filters, limits.default_limit, limits.max_limit).await;
+        metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::error!(error = %e, "query failed");
+                self.subscriber.remove(&sub);
+                return send(sink, out::closed(&sub, "error: could not run the query; try again")).await;
+            }
+        };
+        let mut maybe_live = HashSet::new();
+        for e in &events {
+            if e.seq > dispatched {
+                maybe_live.insert(e.seq);
+            }
+            sink.feed(Message::Text(out::event(&sub, &e.json).into())).await?;
+        }
+        if !maybe_live.is_empty() {
+            self.dedup.insert(sub.clone(), maybe_live);
+        }
+        send(sink, out::eose(&sub)).await
+    }
+
+    async fn on_count(&mut self, sink: &mut Sink, sub_id: String, filters: Vec<Filter>) -> Result<(), axum::Error> {
+        if let Err(msg) = self.read_allowed() {
+            return send(sink, out::closed(&sub_id, &msg)).await;
+        }
+        let started = Instant::now();
+        let result = self.state.store.count(&filters).await;
+        metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(n) => send(sink, out::count(&sub_id, n)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "count failed");
+                send(sink, out::closed(&sub_id, "error: could not run the count; try again")).await
+            }
+        }
+    }
+}
+
+async fn send(sink: &mut Sink, text: String) -> Result<(), axum::Error> {
+    sink.send(Message::Text(text.into())).await
+}

@@ -1,0 +1,44 @@
+//! The SQL migrations in `migrations/<backend>/`, embedded in the binary and applied by sqlx.
+
+use std::borrow::Cow;
+
+use futures_util::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::SqlSafeStr;
+
+/// (version, description, SQL) of every migration of one backend.
+type Embedded = &'static [(i64, &'static str, &'static str)];
+
+pub const SQLITE: Embedded =
+    &[(1, "events", include_str!("../../../migrations/sqlite/0001_events.sql"))];
+pub const POSTGRES: Embedded =
+    &[(1, "events", include_str!("../../../migrations/postgres/0001_events.sql"))];
+
+#[derive(Debug)]
+struct Source(Embedded);
+
+impl MigrationSource<'static> for Source {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// A migrator over one backend's embedded migrations.
+pub async fn migrator(migrations: Embedded) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Source(migrations)).await
+}

@@ -1,0 +1,295 @@
+//! Database operations written once, generic over the sqlx driver (SQLite or PostgreSQL).
+//!
+//! The SQL is written with `$N` placeholders; [`WriteSql::new`] turns them into SQLite's `?N`.
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
+
+use super::sql::{Built, Dialect, Param};
+use super::{IndexedEvent, StoredEvent, WriteOutcome};
+
+/// The driver capabilities the relay needs; implemented by `Sqlite` and `Postgres`.
+pub trait Driver: Database
+where
+    for<'c> &'c mut Self::Connection: Executor<'c, Database = Self>,
+{
+}
+
+impl Driver for sqlx::Sqlite {}
+impl Driver for sqlx::Postgres {}
+
+/// Binds built parameters onto a query.
+pub fn bind<'a, DB>(
+    mut q: sqlx::query::Query<'a, DB, DB::Arguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'a, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind(v),
+            Param::Bytes(v) => q.bind(v),
+            Param::Text(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// The statements of the write path, in one dialect.
+pub struct WriteSql {
+    blocked: String,
+    existing_replaceable: String,
+    delete_event_seq: String,
+    delete_tags_seq: String,
+    insert_event: String,
+    exists_id: String,
+    delete_own_by_id: String,
+    delete_own_by_coord: String,
+    record_deletion: String,
+    dialect: Dialect,
+}
+
+impl WriteSql {
+    pub fn new(dialect: Dialect) -> Self {
+        let d = |s: &str| match dialect {
+            Dialect::Postgres => s.to_string(),
+            Dialect::Sqlite => s.replace('$', "?"),
+        };
+        Self {
+            blocked: d("SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target = $3 AND created_at >= $4)) LIMIT 1"),
+            existing_replaceable: d("SELECT seq, created_at, id FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3"),
+            delete_event_seq: d("DELETE FROM events WHERE seq = $1"),
+            delete_tags_seq: d("DELETE FROM tags WHERE seq = $1"),
+            insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $9 OR (target = $10 AND created_at >= $4))) \
+                ON CONFLICT (id) DO NOTHING RETURNING seq"),
+            exists_id: d("SELECT 1 FROM events WHERE id = $1"),
+            delete_own_by_id: d("DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq"),
+            delete_own_by_coord: d("DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq"),
+            record_deletion: d("INSERT INTO deletions (target, pubkey, created_at) VALUES ($1, $2, $3) \
+                ON CONFLICT (target, pubkey) DO UPDATE SET created_at = \
+                CASE WHEN excluded.created_at > deletions.created_at THEN excluded.created_at ELSE deletions.created_at END"),
+            dialect,
+        }
+    }
+
+    fn insert_tags(&self, n: usize) -> String {
+        let p = |i: usize| match self.dialect {
+            Dialect::Postgres => format!("${i}"),
+            Dialect::Sqlite => format!("?{i}"),
+        };
+        let mut sql = String::from("INSERT INTO tags (seq, name, value, kind, created_at) VALUES ");
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({}, {}, {}, {}, {})", p(1), p(4 + 2 * i), p(5 + 2 * i), p(2), p(3)));
+        }
+        sql
+    }
+}
+
+/// Writes one event inside the caller's transaction.
+pub async fn write_one<DB>(
+    conn: &mut DB::Connection,
+    sql: &WriteSql,
+    ev: &IndexedEvent,
+) -> Result<WriteOutcome, sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let id_hex = ev.id_hex();
+    let coord = ev.coordinate.clone().unwrap_or_default();
+
+    // Replaceable and addressable: keep only the newest version (ties: lowest id).
+    if let Some(dtag) = &ev.dtag {
+        let blocked = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.blocked.as_str()))
+            .bind(ev.pubkey.to_vec())
+            .bind(id_hex.clone())
+            .bind(coord.clone())
+            .bind(ev.created_at)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if blocked.is_some() {
+            return Ok(WriteOutcome::Deleted);
+        }
+        let existing = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.existing_replaceable.as_str()))
+            .bind(ev.pubkey.to_vec())
+            .bind(ev.kind)
+            .bind(dtag.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = existing {
+            let (seq, created_at, id): (i64, i64, Vec<u8>) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if id.as_slice() == ev.id {
+                return Ok(WriteOutcome::Duplicate);
+            }
+            if (created_at, std::cmp::Reverse(id.as_slice())) >= (ev.created_at, std::cmp::Reverse(&ev.id[..])) {
+                return Ok(WriteOutcome::Superseded);
+            }
+            delete_seq::<DB>(conn, sql, seq).await?;
+        }
+    }
+
+    let inserted = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.insert_event.as_str()))
+        .bind(ev.id.to_vec())
+        .bind(ev.pubkey.to_vec())
+        .bind(ev.kind)
+        .bind(ev.created_at)
+        .bind(ev.expires_at)
+        .bind(ev.dtag.clone())
+        .bind(ev.received_ms)
+        .bind(ev.json.clone())
+        .bind(id_hex)
+        .bind(coord)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = inserted else {
+        let dup = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.exists_id.as_str()))
+            .bind(ev.id.to_vec())
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(if dup.is_some() { WriteOutcome::Duplicate } else { WriteOutcome::Deleted });
+    };
+    let seq: i64 = row.try_get(0)?;
+
+    for chunk in ev.tags.chunks(1000) {
+        let text = sql.insert_tags(chunk.len());
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(text)).bind(seq).bind(ev.kind).bind(ev.created_at);
+        for (name, value) in chunk {
+            q = q.bind(name.clone()).bind(value.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    // NIP-09: a deletion request removes the author's own referenced events, and is
+    // remembered so that the deleted events cannot be stored again.
+    for id in &ev.deletes_ids {
+        let gone = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_own_by_id.as_str()))
+            .bind(id.to_vec())
+            .bind(ev.pubkey.to_vec())
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in gone {
+            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
+        }
+        record_deletion::<DB>(conn, sql, hex::encode(id), ev).await?;
+    }
+    for (kind, coordinate) in &ev.deletes_coords {
+        let d = coordinate.splitn(3, ':').nth(2).unwrap_or_default().to_string();
+        let gone = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_own_by_coord.as_str()))
+            .bind(ev.pubkey.to_vec())
+            .bind(*kind)
+            .bind(d)
+            .bind(ev.created_at)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in gone {
+            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
+        }
+        record_deletion::<DB>(conn, sql, coordinate.clone(), ev).await?;
+    }
+    Ok(WriteOutcome::Stored { seq })
+}
+
+async fn delete_seq<DB>(conn: &mut DB::Connection, sql: &WriteSql, seq: i64) -> Result<(), sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_event_seq.as_str())).bind(seq).execute(&mut *conn).await?;
+    delete_tags::<DB>(conn, sql, seq).await
+}
+
+async fn delete_tags<DB>(conn: &mut DB::Connection, sql: &WriteSql, seq: i64) -> Result<(), sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_tags_seq.as_str())).bind(seq).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn record_deletion<DB>(
+    conn: &mut DB::Connection,
+    sql: &WriteSql,
+    target: String,
+    ev: &IndexedEvent,
+) -> Result<(), sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.record_deletion.as_str()))
+        .bind(target)
+        .bind(ev.pubkey.to_vec())
+        .bind(ev.created_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs a built SELECT of `(seq, raw)` rows.
+pub async fn fetch_events<'e, DB, E>(exec: E, built: Built) -> Result<Vec<StoredEvent>, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let rows = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_all(exec).await?;
+    rows.iter()
+        .map(|r| Ok(StoredEvent { seq: r.try_get(0)?, json: r.try_get(1)? }))
+        .collect()
+}
+
+/// Runs a built `SELECT COUNT(*)`.
+pub async fn fetch_count<'e, DB, E>(exec: E, built: Built) -> Result<u64, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_one(exec).await?;
+    Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
+}
+
+/// SQL that deletes expired events (and their tags) in one dialect.
+pub fn purge_sql(dialect: Dialect) -> [String; 2] {
+    let d = |s: &str| match dialect {
+        Dialect::Postgres => s.to_string(),
+        Dialect::Sqlite => s.replace('$', "?"),
+    };
+    [
+        d("DELETE FROM tags WHERE seq IN (SELECT seq FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1)"),
+        d("DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1"),
+    ]
+}

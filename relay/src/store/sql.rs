@@ -1,0 +1,192 @@
+//! Builds the SQL for NIP-01 filters, for both SQLite (`?N`) and PostgreSQL (`$N`).
+//!
+//! Plan: a filter with a single-valued tag condition (DePHY's `#p` / `#s`) is driven from the
+//! `tags` index `(name, value, kind, created_at)`, which yields rows already in `created_at`
+//! order, so `LIMIT 1` stops after one index probe; other tag conditions become `EXISTS`.
+//! Without tags, the `events` indexes on id, (pubkey, kind, created_at) and (kind, created_at)
+//! serve. Results are newest first, ties by lowest id (NIP-01).
+
+use std::fmt::Write;
+
+use nostr::Filter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bind parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+/// SQL text with its parameters in placeholder order.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+struct Builder {
+    dialect: Dialect,
+    params: Vec<Param>,
+}
+
+impl Builder {
+    fn bind(&mut self, p: Param) -> String {
+        self.params.push(p);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{}", self.params.len()),
+            Dialect::Postgres => format!("${}", self.params.len()),
+        }
+    }
+
+    fn list(&mut self, items: impl IntoIterator<Item = Param>) -> String {
+        let mut s = String::from("(");
+        for (i, p) in items.into_iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&self.bind(p));
+        }
+        s.push(')');
+        s
+    }
+}
+
+/// Tag letters in the order we prefer them to drive a query (most selective first in DePHY
+/// traffic: a machine `p` or an event `e` has far fewer events than a session `s`).
+fn tag_preference(letter: char) -> u8 {
+    match letter {
+        'e' => 0,
+        'p' => 1,
+        'a' => 2,
+        'd' => 3,
+        's' => 9,
+        _ => 5,
+    }
+}
+
+/// The `FROM ... WHERE ...` part shared by SELECT and COUNT; returns (from_where, order column).
+fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, &'static str) {
+    let mut tags: Vec<(char, Vec<String>)> = f
+        .generic_tags
+        .iter()
+        .map(|(t, vals)| (t.as_char(), vals.iter().cloned().collect()))
+        .collect();
+    // Drive from one single-valued tag unless ids pin the rows already.
+    let driver = if f.ids.is_none() {
+        tags.iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.len() == 1)
+            .min_by_key(|(_, (c, _))| tag_preference(*c))
+            .map(|(i, _)| i)
+    } else {
+        None
+    };
+    let driver = driver.map(|i| tags.remove(i));
+
+    let mut sql = String::from(" FROM events e");
+    let mut conds: Vec<String> = Vec::new();
+    let time_col;
+    if let Some((letter, values)) = &driver {
+        time_col = "t.created_at";
+        let name = b.bind(Param::Text(letter.to_string()));
+        let value = b.bind(Param::Text(values[0].clone()));
+        write!(sql, " JOIN tags t ON t.seq = e.seq AND t.name = {name} AND t.value = {value}").ok();
+        if let Some(kinds) = &f.kinds {
+            let l = b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64)));
+            conds.push(format!("t.kind IN {l}"));
+        }
+    } else {
+        time_col = "e.created_at";
+        if let Some(kinds) = &f.kinds {
+            let l = b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64)));
+            conds.push(format!("e.kind IN {l}"));
+        }
+    }
+    if let Some(ids) = &f.ids {
+        let l = b.list(ids.iter().map(|id| Param::Bytes(id.to_bytes().to_vec())));
+        conds.push(format!("e.id IN {l}"));
+    }
+    if let Some(authors) = &f.authors {
+        let l = b.list(authors.iter().map(|pk| Param::Bytes(pk.to_bytes().to_vec())));
+        conds.push(format!("e.pubkey IN {l}"));
+    }
+    if let Some(since) = f.since {
+        let p = b.bind(Param::Int(since.as_secs() as i64));
+        conds.push(format!("{time_col} >= {p}"));
+    }
+    if let Some(until) = f.until {
+        let p = b.bind(Param::Int(until.as_secs() as i64));
+        conds.push(format!("{time_col} <= {p}"));
+    }
+    for (letter, values) in &tags {
+        let name = b.bind(Param::Text(letter.to_string()));
+        let l = b.list(values.iter().cloned().map(Param::Text));
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM tags x WHERE x.seq = e.seq AND x.name = {name} AND x.value IN {l})"
+        ));
+    }
+    let now = b.bind(Param::Int(now));
+    conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));
+    sql.push_str(" WHERE ");
+    sql.push_str(&conds.join(" AND "));
+    (sql, time_col)
+}
+
+/// `SELECT seq, json` for one filter, newest first, at most `limit` rows.
+pub fn select(f: &Filter, limit: usize, now: i64, dialect: Dialect) -> Built {
+    let mut b = Builder { dialect, params: Vec::new() };
+    let (fw, time_col) = from_where(&mut b, f, now);
+    let limit = b.bind(Param::Int(limit as i64));
+    let sql = format!("SELECT e.seq, e.raw{fw} ORDER BY {time_col} DESC, e.id ASC LIMIT {limit}");
+    Built { sql, params: b.params }
+}
+
+/// `SELECT COUNT(*)` of distinct events matching any filter.
+pub fn count(filters: &[Filter], now: i64, dialect: Dialect) -> Built {
+    let mut b = Builder { dialect, params: Vec::new() };
+    let parts: Vec<String> = filters
+        .iter()
+        .map(|f| {
+            let (fw, _) = from_where(&mut b, f, now);
+            format!("SELECT e.seq{fw}")
+        })
+        .collect();
+    let sql = format!("SELECT COUNT(*) FROM ({}) AS matched", parts.join(" UNION "));
+    Built { sql, params: b.params }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::JsonUtil;
+
+    #[test]
+    fn dephy_state_recovery_drives_from_p_tag() {
+        let f = Filter::from_json(
+            r##"{"kinds":[1573],"#s":["sess"],"#p":["aa"],"authors":["79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"],"until":100,"limit":1}"##,
+        )
+        .unwrap();
+        let built = select(&f, 1, 50, Dialect::Postgres);
+        assert!(built.sql.contains("JOIN tags t ON t.seq = e.seq AND t.name = $1 AND t.value = $2"), "{}", built.sql);
+        assert_eq!(built.params[0], Param::Text("p".into()));
+        assert!(built.sql.contains("ORDER BY t.created_at DESC, e.id ASC"));
+        assert!(built.sql.contains("x.name = "), "s tag becomes EXISTS: {}", built.sql);
+        assert_eq!(built.params.len(), 9);
+    }
+
+    #[test]
+    fn count_unions_filters() {
+        let f1 = Filter::new().kind(nostr::Kind::from(1u16));
+        let f2 = Filter::new().kind(nostr::Kind::from(2u16));
+        let built = count(&[f1, f2], 0, Dialect::Sqlite);
+        assert!(built.sql.contains(" UNION "));
+        assert!(built.sql.starts_with("SELECT COUNT(*) FROM (SELECT e.seq FROM events e WHERE e.kind IN (?1)"));
+    }
+}

@@ -1,0 +1,86 @@
+//! SQLite backend: one writer connection (group commits), a pool of readers, WAL journal,
+//! `synchronous = FULL` so an acknowledged event survives a crash or power loss.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::ops::{self, WriteSql};
+use super::sql::{Built, Dialect};
+use super::{IndexedEvent, StoreError, StoredEvent, WriteOutcome};
+use crate::config::StoreConfig;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    sql: std::sync::Arc<WriteSql>,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let path = opts.get_filename().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Config(format!("cannot create database directory {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        super::migrations::migrator(super::migrations::SQLITE).await?.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(cfg.read_connections.max(1))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { writer, reader, sql: std::sync::Arc::new(WriteSql::new(Dialect::Sqlite)) })
+    }
+
+    pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for ev in batch {
+            out.push(ops::write_one::<sqlx::Sqlite>(&mut tx, &self.sql, ev).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn fetch_events(&self, built: Built) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(ops::fetch_events(&self.reader, built).await?)
+    }
+
+    pub async fn fetch_count(&self, built: Built) -> Result<u64, StoreError> {
+        Ok(ops::fetch_count(&self.reader, built).await?)
+    }
+
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let [tags, events] = ops::purge_sql(Dialect::Sqlite);
+        sqlx::query(sqlx::AssertSqlSafe(tags)).bind(now).execute(&mut *tx).await?;
+        let n = sqlx::query(sqlx::AssertSqlSafe(events)).bind(now).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn last_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(&self.reader).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}

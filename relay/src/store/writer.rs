@@ -1,0 +1,88 @@
+//! The write stage: group commit.
+//!
+//! Connections hand accepted events to one writer task through a bounded queue (backpressure:
+//! a full queue makes publishers wait). The writer drains whatever is queued, up to
+//! `max_batch`, writes it in one transaction, and only after the commit answers each event and
+//! passes the stored ones to the fan-out stage. One fsync covers the whole batch, so durability
+//! does not cost throughput.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{IndexedEvent, Store, WriteOutcome};
+use crate::fanout::Delivery;
+use crate::metrics as m;
+
+/// The answer to one write: its outcome, or a message for an `error:` reply.
+pub type WriteResult = Result<WriteOutcome, String>;
+
+struct Job {
+    event: IndexedEvent,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer. It stops once every `Writer` handle is dropped and the queue is empty.
+    pub fn spawn(
+        store: Store,
+        fanout: mpsc::Sender<Delivery>,
+        max_batch: usize,
+        queue: usize,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let handle = tokio::spawn(run(store, rx, fanout, max_batch.max(1)));
+        (Self { tx }, handle)
+    }
+
+    /// Queues an event; the receiver resolves once it is committed (or refused).
+    pub async fn submit(&self, event: IndexedEvent) -> oneshot::Receiver<WriteResult> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { event, reply }).await {
+            let _ = job.reply.send(Err("the relay is shutting down".into()));
+        }
+        rx
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>, fanout: mpsc::Sender<Delivery>, max_batch: usize) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        metrics::histogram!(m::WRITE_BATCH_SIZE).record(jobs.len() as f64);
+        let (events, replies): (Vec<IndexedEvent>, Vec<_>) = jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
+        let mut result = store.write_batch(&events).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, batch = events.len(), "write batch failed; retrying once");
+            result = store.write_batch(&events).await;
+        }
+        match result {
+            Ok(outcomes) => {
+                let mut stored = Vec::new();
+                for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                    if let WriteOutcome::Stored { seq } = outcome {
+                        stored.push(Delivery::new(Some(seq), event.event, event.json.into()));
+                    }
+                }
+                metrics::counter!(m::EVENTS_STORED).increment(stored.len() as u64);
+                for d in stored {
+                    if fanout.send(d).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = events.len(), "write batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err("could not store the event; try again".into()));
+                }
+            }
+        }
+    }
+    tracing::debug!("writer stopped: queue closed and drained");
+}
