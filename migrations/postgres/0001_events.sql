@@ -14,8 +14,8 @@ CREATE TABLE events (
     raw         TEXT   NOT NULL     -- the event's JSON, served verbatim
 );
 CREATE INDEX events_created ON events (created_at DESC, id);
-CREATE INDEX events_kind ON events (kind, created_at DESC);
-CREATE INDEX events_author ON events (pubkey, kind, created_at DESC);
+CREATE INDEX events_kind ON events (kind, created_at DESC, id);
+CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id);
 CREATE UNIQUE INDEX events_replaceable ON events (pubkey, kind, dtag) WHERE dtag IS NOT NULL;
 CREATE INDEX events_expiring ON events (expires_at) WHERE expires_at IS NOT NULL;
 
@@ -24,9 +24,10 @@ CREATE TABLE tags (
     name       TEXT   NOT NULL,
     value      TEXT   NOT NULL,
     kind       BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    idp        BIGINT NOT NULL     -- first 8 bytes of the event id, order-preserving (see store/mod.rs)
 );
-CREATE INDEX tags_lookup ON tags (name, value, kind, created_at DESC);
+CREATE INDEX tags_lookup ON tags (name, value, kind, created_at DESC, idp);
 CREATE INDEX tags_seq ON tags (seq);
 
 CREATE TABLE deletions (

@@ -13,21 +13,22 @@ CREATE TABLE events (
     raw         TEXT    NOT NULL    -- the event's JSON, served verbatim
 );
 CREATE INDEX events_created ON events (created_at DESC, id);
-CREATE INDEX events_kind ON events (kind, created_at DESC);
-CREATE INDEX events_author ON events (pubkey, kind, created_at DESC);
+CREATE INDEX events_kind ON events (kind, created_at DESC, id);
+CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id);
 CREATE UNIQUE INDEX events_replaceable ON events (pubkey, kind, dtag) WHERE dtag IS NOT NULL;
 CREATE INDEX events_expiring ON events (expires_at) WHERE expires_at IS NOT NULL;
 
 -- One row per distinct (single-letter tag, value) of an event; kind and created_at are copied
--- so that `#p` + `kinds` + time range + newest-first is one index range scan.
+-- so that `#p` + `kinds` + time range + newest-first (ties by id) is one index range scan.
 CREATE TABLE tags (
     seq        INTEGER NOT NULL,
     name       TEXT    NOT NULL,
     value      TEXT    NOT NULL,
     kind       INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    idp        INTEGER NOT NULL    -- first 8 bytes of the event id, order-preserving (see store/mod.rs)
 );
-CREATE INDEX tags_lookup ON tags (name, value, kind, created_at DESC);
+CREATE INDEX tags_lookup ON tags (name, value, kind, created_at DESC, idp);
 CREATE INDEX tags_seq ON tags (seq);
 
 -- NIP-09: what an author asked to delete. target is an event id (hex) or a `kind:pubkey:d`

@@ -30,10 +30,12 @@ pub fn document(cfg: &Config, pubkey_hex: &str) -> Value {
             "auth_required": cfg.auth.required_for_write || cfg.auth.required_for_read,
             "payment_required": false,
             "restricted_writes": cfg.auth.required_for_write,
-            "created_at_lower_limit": l.created_at_past_secs,
             "created_at_upper_limit": l.created_at_future_secs,
         },
     });
+    if l.created_at_past_secs > 0 {
+        doc["limitation"]["created_at_lower_limit"] = json!(l.created_at_past_secs);
+    }
     if let Some(contact) = &cfg.info.contact {
         doc["contact"] = Value::String(contact.clone());
     }

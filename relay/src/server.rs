@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -94,6 +95,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .route("/metrics", get(metrics_text))
         .with_state(state.clone());
     let signal = shutdown_signal(shutdown.clone());
+    // Small replies (OK, EOSE, live events) must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(signal)
         .await
@@ -202,6 +209,8 @@ fn upgrade(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, ws: WebSocketUp
     let hard_limit = limits.max_message_bytes.saturating_mul(2).max(64 * 1024);
     let tracker = state.tracker.clone();
     ws.max_message_size(hard_limit)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| tracker.track_future(crate::socket::serve(socket, state, ip, host, slot)))
 }

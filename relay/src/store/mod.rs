@@ -79,6 +79,9 @@ pub struct IndexedEvent {
     pub pubkey: [u8; 32],
     pub kind: i64,
     pub created_at: i64,
+    /// The first 8 bytes of the id as a signed integer that sorts like the id (sign bit
+    /// flipped), so tag index scans can break created_at ties by id without a sort.
+    pub id_prefix: i64,
     pub expires_at: Option<i64>,
     /// `Some("")` for replaceable kinds, `Some(d)` for addressable ones, `None` otherwise.
     pub dtag: Option<String>,
@@ -148,6 +151,7 @@ impl IndexedEvent {
             pubkey,
             kind: event.kind.as_u16() as i64,
             created_at: event.created_at.as_secs() as i64,
+            id_prefix: id_prefix(event.id.as_bytes()),
             expires_at: event.tags.expiration().map(|t| t.as_secs() as i64),
             dtag,
             coordinate,
@@ -264,6 +268,13 @@ impl Store {
             Self::Postgres(_) => "postgres",
         }
     }
+}
+
+/// See [`IndexedEvent::id_prefix`].
+pub fn id_prefix(id: &[u8; 32]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id[..8]);
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
 }
 
 pub fn now_secs() -> i64 {

@@ -82,15 +82,173 @@ impl WriteSql {
             Dialect::Postgres => format!("${i}"),
             Dialect::Sqlite => format!("?{i}"),
         };
-        let mut sql = String::from("INSERT INTO tags (seq, name, value, kind, created_at) VALUES ");
+        let mut sql = String::from("INSERT INTO tags (seq, name, value, kind, created_at, idp) VALUES ");
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("({}, {}, {}, {}, {})", p(1), p(4 + 2 * i), p(5 + 2 * i), p(2), p(3)));
+            sql.push_str(&format!("({}, {}, {}, {}, {}, {})", p(1), p(5 + 2 * i), p(6 + 2 * i), p(2), p(3), p(4)));
         }
         sql
     }
+}
+
+/// Events per multi-row INSERT (8 parameters each, well under both backends' limits).
+const BULK_EVENTS: usize = 500;
+/// Tag rows per multi-row INSERT (6 parameters each).
+const BULK_TAGS: usize = 1000;
+
+/// Whether an event can take the bulk path: a regular kind that deletes nothing. Replaceable,
+/// addressable and deletion events need per-event reads and go through [`write_one`].
+pub fn is_plain(ev: &IndexedEvent) -> bool {
+    ev.dtag.is_none() && ev.deletes_ids.is_empty() && ev.deletes_coords.is_empty() && ev.kind != 5
+}
+
+/// Writes a run of plain events with one INSERT per chunk (and one per chunk of tags),
+/// inside the caller's transaction. Outcomes are in input order.
+pub async fn write_plain<DB>(
+    conn: &mut DB::Connection,
+    dialect: Dialect,
+    events: &[&IndexedEvent],
+) -> Result<Vec<WriteOutcome>, sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    // Each parameter is used once, in order: SQLite gets anonymous `?`, because sqlx looks up
+    // every numbered `?NNN` by name, which is quadratic in the number of parameters.
+    let p = |i: usize| match dialect {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => "?".to_string(),
+    };
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut tag_rows: Vec<(i64, &IndexedEvent)> = Vec::new();
+    for chunk in events.chunks(BULK_EVENTS) {
+        // The same id twice in one chunk: only the first can be stored.
+        let mut first_seen = std::collections::HashSet::new();
+        let unique: Vec<&IndexedEvent> = chunk.iter().copied().filter(|e| first_seen.insert(e.id)).collect();
+        let mut sql = String::from(
+            "INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
+             SELECT column1, column2, column3, column4, column5, NULL, column6, column7 FROM (VALUES ",
+        );
+        for i in 0..unique.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&(1..=8).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
+            sql.push(')');
+        }
+        sql.push_str(
+            ") AS v WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 AND d.target = v.column8) \
+             ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+        );
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for ev in &unique {
+            q = q
+                .bind(ev.id.to_vec())
+                .bind(ev.pubkey.to_vec())
+                .bind(ev.kind)
+                .bind(ev.created_at)
+                .bind(ev.expires_at)
+                .bind(ev.received_ms)
+                .bind(ev.json.clone())
+                .bind(ev.id_hex());
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        let mut seqs = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: Vec<u8> = row.try_get(1)?;
+            seqs.insert(id, row.try_get::<i64, _>(0)?);
+        }
+        let mut answered = std::collections::HashSet::new();
+        for ev in chunk {
+            let outcome = match seqs.get(&ev.id[..]) {
+                Some(&seq) if answered.insert(ev.id) => {
+                    tag_rows.push((seq, ev));
+                    WriteOutcome::Stored { seq }
+                }
+                Some(_) => WriteOutcome::Duplicate,
+                None => {
+                    // Not inserted: already stored, or deleted by its author (rare).
+                    let dup = sqlx::query::<DB>(sqlx::AssertSqlSafe(if dialect == Dialect::Sqlite {
+                        "SELECT 1 FROM events WHERE id = ?1"
+                    } else {
+                        "SELECT 1 FROM events WHERE id = $1"
+                    }))
+                    .bind(ev.id.to_vec())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if dup.is_some() { WriteOutcome::Duplicate } else { WriteOutcome::Deleted }
+                }
+            };
+            outcomes.push(outcome);
+        }
+    }
+    let tags: Vec<(i64, &IndexedEvent, &str, &str)> = tag_rows
+        .iter()
+        .flat_map(|(seq, ev)| ev.tags.iter().map(move |(n, v)| (*seq, *ev, n.as_str(), v.as_str())))
+        .collect();
+    for chunk in tags.chunks(BULK_TAGS) {
+        let mut sql = String::from("INSERT INTO tags (seq, kind, created_at, idp, name, value) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({},{},{},{},{},{})", p(b + 1), p(b + 2), p(b + 3), p(b + 4), p(b + 5), p(b + 6)));
+        }
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for (seq, ev, name, value) in chunk {
+            q = q.bind(*seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix).bind(name.to_string()).bind(value.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
+}
+
+/// Writes a batch inside the caller's transaction: runs of plain events in bulk, the others
+/// one by one, in arrival order.
+pub async fn write_all<DB>(
+    conn: &mut DB::Connection,
+    sql: &WriteSql,
+    batch: &[IndexedEvent],
+) -> Result<Vec<WriteOutcome>, sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Option<i64>: Encode<'t, DB>,
+    for<'t> Option<String>: Encode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let mut out = Vec::with_capacity(batch.len());
+    let mut run: Vec<&IndexedEvent> = Vec::new();
+    for ev in batch {
+        if is_plain(ev) {
+            run.push(ev);
+            continue;
+        }
+        if !run.is_empty() {
+            out.extend(write_plain::<DB>(conn, sql.dialect, &run).await?);
+            run.clear();
+        }
+        out.push(write_one::<DB>(conn, sql, ev).await?);
+    }
+    if !run.is_empty() {
+        out.extend(write_plain::<DB>(conn, sql.dialect, &run).await?);
+    }
+    Ok(out)
 }
 
 /// Writes one event inside the caller's transaction.
@@ -168,7 +326,11 @@ where
 
     for chunk in ev.tags.chunks(1000) {
         let text = sql.insert_tags(chunk.len());
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(text)).bind(seq).bind(ev.kind).bind(ev.created_at);
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(text))
+            .bind(seq)
+            .bind(ev.kind)
+            .bind(ev.created_at)
+            .bind(ev.id_prefix);
         for (name, value) in chunk {
             q = q.bind(name.clone()).bind(value.clone());
         }

@@ -70,10 +70,7 @@ impl PgStore {
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for ev in batch {
-            out.push(ops::write_one::<sqlx::Postgres>(&mut tx, &self.sql, ev).await?);
-        }
+        let out = ops::write_all::<sqlx::Postgres>(&mut tx, &self.sql, batch).await?;
         let seqs = out.iter().filter_map(|o| match o {
             WriteOutcome::Stored { seq } => Some(*seq),
             _ => None,

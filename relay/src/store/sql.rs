@@ -1,8 +1,10 @@
 //! Builds the SQL for NIP-01 filters, for both SQLite (`?N`) and PostgreSQL (`$N`).
 //!
 //! Plan: a filter with a single-valued tag condition (DePHY's `#p` / `#s`) is driven from the
-//! `tags` index `(name, value, kind, created_at)`, which yields rows already in `created_at`
-//! order, so `LIMIT 1` stops after one index probe; other tag conditions become `EXISTS`.
+//! `tags` index `(name, value, kind, created_at, idp)`, which yields rows already in NIP-01
+//! order (newest first, ties by id), so `LIMIT 1` stops after one index probe; a multi-valued
+//! tag condition drives through an `IN (SELECT seq FROM tags ...)`; other tag conditions
+//! become `EXISTS`.
 //! Without tags, the `events` indexes on id, (pubkey, kind, created_at) and (kind, created_at)
 //! serve. Results are newest first, ties by lowest id (NIP-01).
 
@@ -40,7 +42,9 @@ impl Builder {
     fn bind(&mut self, p: Param) -> String {
         self.params.push(p);
         match self.dialect {
-            Dialect::Sqlite => format!("?{}", self.params.len()),
+            // Parameters are bound in textual order, so SQLite can take anonymous `?` (sqlx
+            // resolves numbered ones by name, quadratic in the parameter count).
+            Dialect::Sqlite => "?".to_string(),
             Dialect::Postgres => format!("${}", self.params.len()),
         }
     }
@@ -71,42 +75,93 @@ fn tag_preference(letter: char) -> u8 {
     }
 }
 
-/// The `FROM ... WHERE ...` part shared by SELECT and COUNT; returns (from_where, order column).
-fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, &'static str) {
+/// How rows are ordered: by the tag index (join) or by the events indexes.
+#[derive(Clone, Copy)]
+enum Order {
+    Tag,
+    Event,
+}
+
+impl Order {
+    fn clause(self) -> &'static str {
+        match self {
+            Order::Tag => "ORDER BY t.created_at DESC, t.idp ASC",
+            Order::Event => "ORDER BY e.created_at DESC, e.id ASC",
+        }
+    }
+}
+
+/// The `FROM ... WHERE ...` part shared by SELECT and COUNT.
+fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     let mut tags: Vec<(char, Vec<String>)> = f
         .generic_tags
         .iter()
         .map(|(t, vals)| (t.as_char(), vals.iter().cloned().collect()))
         .collect();
-    // Drive from one single-valued tag unless ids pin the rows already.
+    // Drive from one tag condition unless ids pin the rows already: a single-valued one
+    // (joined, so the index yields rows in order) if any, else a multi-valued one (IN subquery).
     let driver = if f.ids.is_none() {
         tags.iter()
             .enumerate()
-            .filter(|(_, (_, v))| v.len() == 1)
-            .min_by_key(|(_, (c, _))| tag_preference(*c))
+            .min_by_key(|(_, (c, v))| (v.len() > 1, tag_preference(*c)))
             .map(|(i, _)| i)
     } else {
         None
     };
     let driver = driver.map(|i| tags.remove(i));
+    let kinds = |b: &mut Builder| {
+        f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))))
+    };
+    let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(t.as_secs() as i64)));
+    let until = |b: &mut Builder| f.until.map(|t| b.bind(Param::Int(t.as_secs() as i64)));
 
     let mut sql = String::from(" FROM events e");
     let mut conds: Vec<String> = Vec::new();
-    let time_col;
-    if let Some((letter, values)) = &driver {
-        time_col = "t.created_at";
-        let name = b.bind(Param::Text(letter.to_string()));
-        let value = b.bind(Param::Text(values[0].clone()));
-        write!(sql, " JOIN tags t ON t.seq = e.seq AND t.name = {name} AND t.value = {value}").ok();
-        if let Some(kinds) = &f.kinds {
-            let l = b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64)));
-            conds.push(format!("t.kind IN {l}"));
+    let order;
+    match &driver {
+        Some((letter, values)) if values.len() == 1 => {
+            order = Order::Tag;
+            let name = b.bind(Param::Text(letter.to_string()));
+            let value = b.bind(Param::Text(values[0].clone()));
+            write!(sql, " JOIN tags t ON t.seq = e.seq AND t.name = {name} AND t.value = {value}").ok();
+            if let Some(l) = kinds(b) {
+                conds.push(format!("t.kind IN {l}"));
+            }
+            if let Some(p) = since(b) {
+                conds.push(format!("t.created_at >= {p}"));
+            }
+            if let Some(p) = until(b) {
+                conds.push(format!("t.created_at <= {p}"));
+            }
         }
-    } else {
-        time_col = "e.created_at";
-        if let Some(kinds) = &f.kinds {
-            let l = b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64)));
-            conds.push(format!("e.kind IN {l}"));
+        Some((letter, values)) => {
+            order = Order::Event;
+            let name = b.bind(Param::Text(letter.to_string()));
+            let l = b.list(values.iter().cloned().map(Param::Text));
+            let mut sub = format!("e.seq IN (SELECT t.seq FROM tags t WHERE t.name = {name} AND t.value IN {l}");
+            if let Some(l) = kinds(b) {
+                write!(sub, " AND t.kind IN {l}").ok();
+            }
+            if let Some(p) = since(b) {
+                write!(sub, " AND t.created_at >= {p}").ok();
+            }
+            if let Some(p) = until(b) {
+                write!(sub, " AND t.created_at <= {p}").ok();
+            }
+            sub.push(')');
+            conds.push(sub);
+        }
+        None => {
+            order = Order::Event;
+            if let Some(l) = kinds(b) {
+                conds.push(format!("e.kind IN {l}"));
+            }
+            if let Some(p) = since(b) {
+                conds.push(format!("e.created_at >= {p}"));
+            }
+            if let Some(p) = until(b) {
+                conds.push(format!("e.created_at <= {p}"));
+            }
         }
     }
     if let Some(ids) = &f.ids {
@@ -116,14 +171,6 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, &'static str) {
     if let Some(authors) = &f.authors {
         let l = b.list(authors.iter().map(|pk| Param::Bytes(pk.to_bytes().to_vec())));
         conds.push(format!("e.pubkey IN {l}"));
-    }
-    if let Some(since) = f.since {
-        let p = b.bind(Param::Int(since.as_secs() as i64));
-        conds.push(format!("{time_col} >= {p}"));
-    }
-    if let Some(until) = f.until {
-        let p = b.bind(Param::Int(until.as_secs() as i64));
-        conds.push(format!("{time_col} <= {p}"));
     }
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
@@ -136,15 +183,15 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, &'static str) {
     conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));
     sql.push_str(" WHERE ");
     sql.push_str(&conds.join(" AND "));
-    (sql, time_col)
+    (sql, order)
 }
 
 /// `SELECT seq, json` for one filter, newest first, at most `limit` rows.
 pub fn select(f: &Filter, limit: usize, now: i64, dialect: Dialect) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
-    let (fw, time_col) = from_where(&mut b, f, now);
+    let (fw, order) = from_where(&mut b, f, now);
     let limit = b.bind(Param::Int(limit as i64));
-    let sql = format!("SELECT e.seq, e.raw{fw} ORDER BY {time_col} DESC, e.id ASC LIMIT {limit}");
+    let sql = format!("SELECT e.seq, e.raw{fw} {} LIMIT {limit}", order.clause());
     Built { sql, params: b.params }
 }
 
@@ -176,7 +223,7 @@ mod tests {
         let built = select(&f, 1, 50, Dialect::Postgres);
         assert!(built.sql.contains("JOIN tags t ON t.seq = e.seq AND t.name = $1 AND t.value = $2"), "{}", built.sql);
         assert_eq!(built.params[0], Param::Text("p".into()));
-        assert!(built.sql.contains("ORDER BY t.created_at DESC, e.id ASC"));
+        assert!(built.sql.contains("ORDER BY t.created_at DESC, t.idp ASC"));
         assert!(built.sql.contains("x.name = "), "s tag becomes EXISTS: {}", built.sql);
         assert_eq!(built.params.len(), 9);
     }
@@ -187,6 +234,6 @@ mod tests {
         let f2 = Filter::new().kind(nostr::Kind::from(2u16));
         let built = count(&[f1, f2], 0, Dialect::Sqlite);
         assert!(built.sql.contains(" UNION "));
-        assert!(built.sql.starts_with("SELECT COUNT(*) FROM (SELECT e.seq FROM events e WHERE e.kind IN (?1)"));
+        assert!(built.sql.starts_with("SELECT COUNT(*) FROM (SELECT e.seq FROM events e WHERE e.kind IN (?)"));
     }
 }

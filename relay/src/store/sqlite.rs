@@ -49,10 +49,7 @@ impl SqliteStore {
 
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for ev in batch {
-            out.push(ops::write_one::<sqlx::Sqlite>(&mut tx, &self.sql, ev).await?);
-        }
+        let out = ops::write_all::<sqlx::Sqlite>(&mut tx, &self.sql, batch).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -1,0 +1,75 @@
+//! `ingest`: write throughput. Pre-signed DePHY events (created now, in a session unique to the
+//! run so reruns never produce duplicates) are pipelined over many connections; the result is
+//! acknowledged events per second, the relay sending OK only once an event is committed.
+
+use anyhow::Result;
+use nostr::prelude::*;
+use serde_json::json;
+
+use crate::events::{self, Dephy};
+use crate::stats::round3;
+use crate::workload::derive_keys;
+use crate::{sender, summary};
+
+/// Machines the run's events are spread over (`p` tags).
+const MACHINES: usize = 100;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Concurrent connections, each sending an equal share of the events.
+    #[arg(long, default_value_t = 50, value_parser = crate::at_least_one)]
+    connections: usize,
+    /// Events to send in total.
+    #[arg(long, default_value_t = 200_000, value_parser = crate::at_least_one)]
+    events: usize,
+    /// Unacknowledged EVENTs allowed in flight per connection.
+    #[arg(long, default_value_t = 64, value_parser = crate::at_least_one)]
+    window: usize,
+    /// Distinct author keys, used round-robin (keeps each under per-pubkey rate limits).
+    #[arg(long, default_value_t = 16, value_parser = crate::at_least_one)]
+    authors: usize,
+}
+
+pub async fn run(url: &str, args: Args) -> Result<()> {
+    let session = events::unique_session("ingest");
+    println!(
+        "ingest: {} events over {} connections, window {}, {} authors, session {session}",
+        args.events, args.connections, args.window, args.authors
+    );
+    let authors: Vec<Keys> = (0..args.authors)
+        .map(|a| derive_keys("ingest-author", a))
+        .collect();
+    let machines: Vec<PublicKey> = (0..MACHINES)
+        .map(|m| derive_keys("machine", m).public_key())
+        .collect();
+    let created_at = Timestamp::now();
+    let messages = events::sign_parallel(args.events, move |i| {
+        let event = Dephy {
+            author: &authors[i % authors.len()],
+            session: &session,
+            machine: &machines[i % machines.len()],
+            created_at,
+            seq: i as u64,
+        }
+        .sign()?;
+        Ok(events::wire(&event))
+    })
+    .await?;
+
+    let report = sender::send_all(url, messages, args.connections, args.window, None).await?;
+    report.print();
+    summary::print(
+        "ingest",
+        json!({
+            "events": args.events,
+            "connections": args.connections,
+            "window": args.window,
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected,
+            "secs": round3(report.elapsed.as_secs_f64()),
+            "events_per_sec": report.accepted_per_sec().round(),
+        }),
+    );
+    Ok(())
+}

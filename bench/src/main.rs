@@ -1,0 +1,98 @@
+//! `relay-bench`: load generator and latency benchmark for dephy-relay, or any NIP-01 relay
+//! reachable over plain `ws://`.
+//!
+//! This file only parses the command line and dispatches to one module per benchmark. Every
+//! benchmark prints human-readable lines and ends with a single-line JSON summary on stdout.
+
+mod conn;
+mod events;
+mod fanout;
+mod idle;
+mod ingest;
+mod populate;
+mod proc_status;
+mod req;
+mod rlimit;
+mod sender;
+mod stats;
+mod summary;
+mod workload;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "relay-bench",
+    version,
+    about = "Benchmark a Nostr (NIP-01) relay over WebSocket"
+)]
+struct Cli {
+    /// WebSocket URL of the relay under test (plain ws:// only).
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_BENCH_URL",
+        default_value = "ws://127.0.0.1:8000"
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pipelined EVENT publishing from many connections; reports acknowledged events/s.
+    Ingest(ingest::Args),
+    /// Fill the relay's database with DePHY-style events spread over the past 30 days.
+    Populate(populate::Args),
+    /// DePHY-style REQ latency (REQ sent to EOSE received) against a populated database.
+    Req(req::Args),
+    /// Live delivery latency from one publisher to many subscribers.
+    Fanout(fanout::Args),
+    /// Hold many idle connections open and report the relay's memory.
+    Idle(idle::Args),
+}
+
+/// Clap value parser for counts that must be at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if !cli.url.starts_with("ws://") {
+        bail!(
+            "--url {} is not a ws:// URL: relay-bench speaks plain WebSocket only; point it at the \
+             relay's own listen address (e.g. ws://127.0.0.1:8000), not at a TLS proxy",
+            cli.url
+        );
+    }
+    let fd_limit = rlimit::raise_nofile_limit()?;
+    conn::probe(&cli.url).await?;
+    let url = cli.url.as_str();
+    match cli.command {
+        Command::Ingest(args) => ingest::run(url, args).await,
+        Command::Populate(args) => populate::run(url, args).await,
+        Command::Req(args) => req::run(url, args).await,
+        Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
+        Command::Idle(args) => idle::run(url, args, fd_limit).await,
+    }
+}
