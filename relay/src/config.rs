@@ -30,6 +30,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -43,6 +44,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -155,6 +157,22 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self { max_batch: 1024, read_connections: 8, purge_interval_secs: 60 }
+    }
+}
+
+/// The verifiable log's signed checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Sign a checkpoint at least this often while the log grows (0 = never by time).
+    pub checkpoint_interval_secs: u64,
+    /// Sign a checkpoint once this many leaves were added since the last (0 = never by count).
+    pub checkpoint_every_events: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { checkpoint_interval_secs: 60, checkpoint_every_events: 100_000 }
     }
 }
 

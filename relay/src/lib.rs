@@ -7,10 +7,14 @@
 //!   → store::writer (group commit into SQLite or PostgreSQL) → fanout (live subscribers)
 //! ```
 //!
+//! Every stored event is also appended to a verifiable Merkle log in the same transaction
+//! (`store::log`); `checkpoint` signs its root periodically and `logapi` serves proofs.
+//!
 //! Reads go `socket → protocol → store::query`. `server` wires the stages together and serves
-//! HTTP (NIP-11, `/health`, `/metrics`) on the same port as the WebSocket.
+//! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`) on the same port as the WebSocket.
 
 pub mod auth;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod fanout;
@@ -18,6 +22,7 @@ pub mod identity;
 pub mod info;
 pub mod ingest;
 pub mod limits;
+pub mod logapi;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

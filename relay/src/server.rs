@@ -83,6 +83,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         metrics,
     });
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let checkpoints = tokio::spawn(crate::checkpoint::run(state.clone(), keys.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -93,6 +94,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .route("/", get(root).options(preflight))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/log/checkpoint", get(crate::logapi::checkpoint))
+        .route("/log/checkpoints", get(crate::logapi::checkpoints))
+        .route("/log/proof/inclusion", get(crate::logapi::inclusion))
+        .route("/log/proof/consistency", get(crate::logapi::consistency))
+        .route("/log/entries", get(crate::logapi::entries))
         .with_state(state.clone());
     let signal = shutdown_signal(shutdown.clone());
     // Small replies (OK, EOSE, live events) must not wait for Nagle's algorithm.
@@ -108,6 +114,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     tracing::info!("shutting down: closing connections");
     housekeeping.abort();
+    checkpoints.abort();
     let tracker = state.tracker.clone();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(15), tracker.wait()).await.is_err() {

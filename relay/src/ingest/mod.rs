@@ -95,6 +95,13 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Queues an event the relay made itself (a checkpoint), skipping client policy.
+    pub async fn submit_own(&self, event: Event) -> oneshot::Receiver<WriteResult> {
+        self.writer.submit(IndexedEvent::new(Arc::new(event), crate::store::now_millis())).await
+    }
+}
+
 /// The OK answer for a write result: (accepted, message).
 pub fn answer(result: WriteResult) -> (bool, String) {
     let (accepted, message) = match result {

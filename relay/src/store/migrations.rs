@@ -10,10 +10,14 @@ use sqlx::SqlSafeStr;
 /// (version, description, SQL) of every migration of one backend.
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-pub const SQLITE: Embedded =
-    &[(1, "events", include_str!("../../../migrations/sqlite/0001_events.sql"))];
-pub const POSTGRES: Embedded =
-    &[(1, "events", include_str!("../../../migrations/postgres/0001_events.sql"))];
+pub const SQLITE: Embedded = &[
+    (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
+    (2, "log", include_str!("../../../migrations/sqlite/0002_log.sql")),
+];
+pub const POSTGRES: Embedded = &[
+    (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
+    (2, "log", include_str!("../../../migrations/postgres/0002_log.sql")),
+];
 
 #[derive(Debug)]
 struct Source(Embedded);

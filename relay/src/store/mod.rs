@@ -6,6 +6,7 @@
 //!
 //! Every stored event gets `seq`, a strictly increasing arrival sequence in commit order.
 
+pub mod log;
 mod migrations;
 mod ops;
 pub mod postgres;
@@ -169,6 +170,57 @@ impl IndexedEvent {
     }
 }
 
+/// Runs `$body` with `$pool` bound to the backend's pool for reads (`read`) or writes (`write`).
+macro_rules! with_pool {
+    ($store:expr, read $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let $pool = &s.reader;
+                $body
+            }
+            Store::Postgres(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+    ($store:expr, write $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let $pool = &s.writer;
+                $body
+            }
+            Store::Postgres(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+}
+
+/// An inclusion proof of one event in the log at some tree size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InclusionProof {
+    pub event_id: String,
+    pub leaf_index: u64,
+    pub received_ms: i64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub root_hash: String,
+    pub audit_path: Vec<String>,
+}
+
+/// Why a log request could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The database behind the relay.
 #[derive(Clone)]
 pub enum Store {
@@ -246,6 +298,103 @@ impl Store {
             Self::Sqlite(s) => s.last_seq().await,
             Self::Postgres(s) => s.last_seq().await,
         }
+    }
+
+    /// Number of leaves in the verifiable log.
+    pub async fn log_size(&self) -> Result<u64, StoreError> {
+        Ok(with_pool!(self, read pool => log::size_on(pool).await)?)
+    }
+
+    async fn log_nodes(&self, ids: &[dephy_log::NodeId]) -> Result<std::collections::HashMap<dephy_log::NodeId, dephy_log::Hash>, StoreError> {
+        let dialect = self.dialect();
+        Ok(with_pool!(self, read pool => log::nodes_on(pool, dialect, ids).await)?)
+    }
+
+    /// Root hash of the first `size` leaves.
+    pub async fn log_root(&self, size: u64) -> Result<dephy_log::Hash, LogError> {
+        let current = self.log_size().await?;
+        if size > current {
+            return Err(LogError::BadRequest(format!("tree_size {size} is larger than the log ({current} leaves)")));
+        }
+        let nodes = self.log_nodes(&dephy_log::perfect_decomposition(0, size)).await?;
+        dephy_log::root_from_nodes(size, |id| nodes.get(&id).copied())
+            .map_err(|e| LogError::Store(StoreError::Config(format!("log is inconsistent: {e}"))))
+    }
+
+    /// Proof that event `id` is in the first `tree_size` leaves.
+    pub async fn inclusion_proof(&self, id: &[u8; 32], tree_size: u64) -> Result<InclusionProof, LogError> {
+        let dialect = self.dialect();
+        let leaf = with_pool!(self, read pool => log::leaf_of(pool, dialect, id).await).map_err(StoreError::from)?;
+        let Some((index, received_ms)) = leaf else {
+            return Err(LogError::NotFound(format!("event {} is not in the log", hex::encode(id))));
+        };
+        if index >= tree_size {
+            return Err(LogError::BadRequest(format!(
+                "event {} is leaf {index}, not within tree_size {tree_size}",
+                hex::encode(id)
+            )));
+        }
+        let root = self.log_root(tree_size).await?;
+        let nodes = self.log_nodes(&dephy_log::inclusion_proof_nodes(index, tree_size)).await?;
+        let path = dephy_log::inclusion_proof(index, tree_size, |n| nodes.get(&n).copied())
+            .map_err(|e| LogError::Store(StoreError::Config(format!("log is inconsistent: {e}"))))?;
+        Ok(InclusionProof {
+            event_id: hex::encode(id),
+            leaf_index: index,
+            received_ms,
+            tree_size,
+            leaf_hash: hex::encode(dephy_log::event_leaf_hash(id, received_ms as u64)),
+            root_hash: hex::encode(root),
+            audit_path: path.iter().map(hex::encode).collect(),
+        })
+    }
+
+    /// Proof that the first `first` leaves are a prefix of the first `second`.
+    pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<dephy_log::Hash>, LogError> {
+        let current = self.log_size().await?;
+        if first == 0 || first > second || second > current {
+            return Err(LogError::BadRequest(format!(
+                "need 0 < first <= second <= {current} (the log size), got first={first} second={second}"
+            )));
+        }
+        let nodes = self.log_nodes(&dephy_log::consistency_proof_nodes(first, second)).await?;
+        dephy_log::consistency_proof(first, second, |n| nodes.get(&n).copied())
+            .map_err(|e| LogError::Store(StoreError::Config(format!("log is inconsistent: {e}"))))
+    }
+
+    /// Log entries with leaf index in `[start, end)`.
+    pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<log::Entry>, StoreError> {
+        let dialect = self.dialect();
+        Ok(with_pool!(self, read pool => log::entries(pool, dialect, start, end).await)?)
+    }
+
+    /// Records a signed checkpoint (idempotent per tree size).
+    pub async fn save_checkpoint(&self, cp: &dephy_log::Checkpoint, event_json: &str) -> Result<(), StoreError> {
+        let sql = match self.dialect() {
+            sql::Dialect::Sqlite => "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING",
+            sql::Dialect::Postgres => "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+        };
+        with_pool!(self, write pool => sqlx::query(sql)
+            .bind(cp.tree_size as i64)
+            .bind(cp.root_hash.to_vec())
+            .bind(cp.timestamp as i64)
+            .bind(event_json.to_string())
+            .bind(cp.anchor.clone())
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Signed checkpoint events with tree size >= `from`, oldest first, at most `limit`; or
+    /// the newest one when `from` is `None`.
+    pub async fn checkpoints(&self, from: Option<u64>, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = match (self.dialect(), from) {
+            (_, None) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_all(pool).await)?,
+            (sql::Dialect::Sqlite, Some(from)) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?,
+            (sql::Dialect::Postgres, Some(from)) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?,
+        };
+        Ok(rows.into_iter().map(|(e,)| e).collect())
     }
 
     pub async fn close(&self) {

@@ -248,6 +248,15 @@ where
     if !run.is_empty() {
         out.extend(write_plain::<DB>(conn, sql.dialect, &run).await?);
     }
+    let stored: Vec<(i64, &IndexedEvent)> = out
+        .iter()
+        .zip(batch)
+        .filter_map(|(o, ev)| match o {
+            WriteOutcome::Stored { seq } => Some((*seq, ev)),
+            _ => None,
+        })
+        .collect();
+    super::log::append::<DB>(conn, sql.dialect, &stored).await?;
     Ok(out)
 }
 

@@ -28,7 +28,7 @@ const MAX_NOTIFY_PAYLOAD: usize = 7900;
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     sql: Arc<WriteSql>,
     url: String,
     /// Identifies this process in notifications, so it skips its own.

@@ -1,0 +1,179 @@
+//! Storage of the verifiable log: leaves and perfect-subtree nodes.
+//!
+//! [`append`] runs inside the writer's transaction, so an event is acknowledged only when it
+//! and its leaf are durable. Proofs read the O(log n) nodes they need in one query and are
+//! assembled by `dephy-log`, without rehashing leaves.
+
+use std::collections::HashMap;
+
+use dephy_log::{Frontier, Hash, NodeId};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
+
+use super::IndexedEvent;
+use super::sql::Dialect;
+
+/// One log entry as served by `/log/entries`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub index: u64,
+    pub seq: i64,
+    pub event_id: String,
+    pub received_ms: i64,
+}
+
+fn ph(dialect: Dialect, i: usize) -> String {
+    match dialect {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => "?".to_string(),
+    }
+}
+
+/// Appends the stored events (in arrival order) to the log.
+pub async fn append<DB>(
+    conn: &mut DB::Connection,
+    dialect: Dialect,
+    stored: &[(i64, &IndexedEvent)],
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let size = size_on::<DB, _>(&mut *conn).await?;
+    let needed = Frontier::nodes_needed(size);
+    let found = nodes_on::<DB, _>(&mut *conn, dialect, &needed).await?;
+    let hashes = needed
+        .iter()
+        .map(|id| found.get(id).copied().ok_or_else(|| sqlx::Error::Protocol(format!("log node {id} is missing"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut frontier =
+        Frontier::from_nodes(size, hashes).map_err(|e| sqlx::Error::Protocol(format!("log frontier: {e}")))?;
+
+    let mut nodes = Vec::new();
+    for (_, ev) in stored {
+        nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
+    }
+    for (chunk_start, chunk) in stored.chunks(500).enumerate().map(|(i, c)| (i * 500, c)) {
+        let mut sql = String::from("INSERT INTO log_leaves (idx, event_id, received_at, seq) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 4;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({},{},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3), ph(dialect, b + 4)));
+        }
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for (i, (seq, ev)) in chunk.iter().enumerate() {
+            q = q.bind((size + (chunk_start + i) as u64) as i64).bind(ev.id.to_vec()).bind(ev.received_ms).bind(*seq);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for chunk in nodes.chunks(500) {
+        let mut sql = String::from("INSERT INTO log_nodes (level, idx, hash) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 3;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3)));
+        }
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for (id, hash) in chunk {
+            q = q.bind(id.level as i64).bind(id.index as i64).bind(hash.to_vec());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Number of leaves in the log.
+pub async fn size_on<'e, DB, E>(exec: E) -> Result<u64, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Decode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query::<DB>("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves").fetch_one(exec).await?;
+    Ok(row.try_get::<i64, _>(0)? as u64)
+}
+
+/// The stored nodes among `ids` (one query).
+pub async fn nodes_on<'e, DB, E>(exec: E, dialect: Dialect, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Decode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let conds: Vec<String> =
+        (0..ids.len()).map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2))).collect();
+    let sql = format!("SELECT level, idx, hash FROM log_nodes WHERE {}", conds.join(" OR "));
+    let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(id.level as i64).bind(id.index as i64);
+    }
+    let mut out = HashMap::with_capacity(ids.len());
+    for row in q.fetch_all(exec).await? {
+        let (level, index, hash): (i64, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if let Ok(hash) = <Hash>::try_from(hash.as_slice()) {
+            out.insert(NodeId::new(level as u8, index as u64), hash);
+        }
+    }
+    Ok(out)
+}
+
+/// The first leaf holding `event_id`: (leaf index, received ms).
+pub async fn leaf_of<'e, DB, E>(exec: E, dialect: Dialect, event_id: &[u8; 32]) -> Result<Option<(u64, i64)>, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let sql = format!("SELECT idx, received_at FROM log_leaves WHERE event_id = {} ORDER BY idx LIMIT 1", ph(dialect, 1));
+    let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(event_id.to_vec()).fetch_optional(exec).await?;
+    row.map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()
+}
+
+/// Entries with leaf index in `[start, end)`.
+pub async fn entries<'e, DB, E>(exec: E, dialect: Dialect, start: u64, end: u64) -> Result<Vec<Entry>, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Decode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let sql = format!(
+        "SELECT idx, seq, event_id, received_at FROM log_leaves WHERE idx >= {} AND idx < {} ORDER BY idx",
+        ph(dialect, 1),
+        ph(dialect, 2)
+    );
+    let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(start as i64).bind(end as i64).fetch_all(exec).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Entry {
+                index: r.try_get::<i64, _>(0)? as u64,
+                seq: r.try_get(1)?,
+                event_id: hex::encode(r.try_get::<Vec<u8>, _>(2)?),
+                received_ms: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
