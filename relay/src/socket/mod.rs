@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{FuturesUnordered, SplitSink};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use nostr::{EventId, Filter, PublicKey};
 
 use crate::fanout::{Outbound, Subscriber};
@@ -94,8 +94,17 @@ impl Connection {
                     return Some((1008, "slow reader: outbound queue full"));
                 }
                 Some((id, result)) = self.pending.next(), if !self.pending.is_empty() => {
-                    let (accepted, message) = ingest::answer(result);
-                    if send(sink, out::ok(&id.to_hex(), accepted, &message)).await.is_err() {
+                    // A group commit completes many events at once: write all the OKs that are
+                    // ready, then flush once.
+                    let mut ready = Some((id, result));
+                    while let Some((id, result)) = ready {
+                        let (accepted, message) = ingest::answer(result);
+                        if sink.feed(Message::Text(out::ok(&id.to_hex(), accepted, &message).into())).await.is_err() {
+                            return None;
+                        }
+                        ready = self.pending.next().now_or_never().flatten();
+                    }
+                    if sink.flush().await.is_err() {
                         return None;
                     }
                 }

@@ -12,10 +12,14 @@ use super::sql::{Built, Dialect};
 use super::{IndexedEvent, StoreError, StoredEvent, WriteOutcome};
 use crate::config::StoreConfig;
 
+/// WAL size (4 KiB pages) beyond which the background checkpoint rewinds it: 64 MiB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    checkpointer: SqlitePool,
     sql: std::sync::Arc<WriteSql>,
 }
 
@@ -38,17 +42,22 @@ impl SqliteStore {
                 StoreError::Config(format!("cannot create database directory {}: {e}", dir.display()))
             })?;
         }
+        // The writer never checkpoints the WAL itself (that would stall group commits); a
+        // background connection does, see `checkpoint_wal`.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
+        let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         super::migrations::migrator(super::migrations::SQLITE).await?.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(cfg.read_connections.max(1))
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { writer, reader, sql: std::sync::Arc::new(WriteSql::new(Dialect::Sqlite)) })
+        let store = Self { writer, reader, checkpointer, sql: std::sync::Arc::new(WriteSql::new(Dialect::Sqlite)) };
+        tokio::spawn(store.clone().checkpoint_wal());
+        Ok(store)
     }
 
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
@@ -80,7 +89,37 @@ impl SqliteStore {
         Ok(seq.unwrap_or(0))
     }
 
+    /// Copies committed WAL frames into the database file, off the write path, until the
+    /// store is closed. PASSIVE never blocks the writer or readers.
+    async fn checkpoint_wal(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if self.checkpointer.is_closed() {
+                return;
+            }
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.checkpointer).await {
+                // Under a steady write load a passive checkpoint never catches up, and SQLite
+                // only rewinds a fully checkpointed WAL: bound its size with a RESTART, which
+                // makes the writer wait for the copy.
+                Ok((_, wal_frames, _)) if wal_frames > WAL_RESTART_FRAMES => {
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&self.checkpointer).await {
+                        tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.checkpointer.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }
+    }
+
     pub async fn close(&self) {
+        self.checkpointer.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
