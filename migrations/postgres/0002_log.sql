@@ -11,7 +11,7 @@ CREATE INDEX log_leaves_event ON log_leaves (event_id);
 CREATE INDEX log_leaves_seq ON log_leaves (seq);
 
 CREATE TABLE log_nodes (
-    level SMALLINT NOT NULL,
+    level BIGINT   NOT NULL,
     idx   BIGINT   NOT NULL,
     hash  BYTEA    NOT NULL,
     PRIMARY KEY (level, idx)

@@ -5,13 +5,15 @@
 //! - `GET /log/proof/inclusion?id=<event id>&tree_size=N`: RFC 9162 inclusion proof.
 //! - `GET /log/proof/consistency?first=N&second=M`: RFC 9162 consistency proof.
 //! - `GET /log/entries?start=S&end=E`: leaves `[S, E)`: index, arrival seq, event id, receive time.
+//! - `GET /sessions/{author}/{session}/events?after=SEQ&limit=N`: one (author, `s`) chain in
+//!   arrival order with each event's arrival seq and log position, for replay.
 //!
 //! Bad or out-of-range parameters get a 400 with a message saying what to fix.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State, rejection::QueryRejection};
+use axum::extract::{Path, Query, State, rejection::QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -145,6 +147,46 @@ pub async fn entries(State(state): State<Arc<AppState>>, q: Result<Query<Entries
     }
     match state.store.log_entries(q.start, q.end.min(size)).await {
         Ok(entries) => Json(json!({ "tree_size": size, "entries": entries })).into_response(),
+        Err(e) => log_error(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SessionQuery {
+    after: Option<i64>,
+    limit: Option<u64>,
+}
+
+pub async fn session_events(
+    State(state): State<Arc<AppState>>,
+    Path((author, session)): Path<(String, String)>,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "after must be an arrival sequence number and limit an integer");
+    };
+    let mut pubkey = [0u8; 32];
+    if author.len() != 64 || hex::decode_to_slice(&author, &mut pubkey).is_err() {
+        return error(StatusCode::BAD_REQUEST, "author must be a 64-character hex public key");
+    }
+    let limit = q.limit.unwrap_or(MAX_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return error(StatusCode::BAD_REQUEST, format!("limit must be 1 to {MAX_PAGE}"));
+    }
+    match state.store.session_events(&pubkey, &session, q.after.unwrap_or(0), limit as u32).await {
+        Ok(rows) => {
+            let events: Vec<Value> = rows
+                .into_iter()
+                .map(|(seq, index, raw)| {
+                    json!({
+                        "seq": seq,
+                        "log_index": index,
+                        "event": serde_json::from_str::<Value>(&raw).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            Json(json!({ "author": author, "session": session, "events": events })).into_response()
+        }
         Err(e) => log_error(e.into()),
     }
 }

@@ -109,6 +109,7 @@ pub fn answer(result: WriteResult) -> (bool, String) {
         Ok(WriteOutcome::Duplicate) => (true, "duplicate: already have this event".into()),
         Ok(WriteOutcome::Superseded) => (true, "duplicate: a newer version of this replaceable event is stored".into()),
         Ok(WriteOutcome::Deleted) => (false, "blocked: this event was deleted by its author".into()),
+        Ok(WriteOutcome::Fork) => (false, "invalid: fork: prev is not the head of this (author, s) chain".into()),
         Err(msg) => (false, format!("error: {msg}")),
     };
     if !accepted {

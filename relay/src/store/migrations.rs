@@ -13,10 +13,12 @@ type Embedded = &'static [(i64, &'static str, &'static str)];
 pub const SQLITE: Embedded = &[
     (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
     (2, "log", include_str!("../../../migrations/sqlite/0002_log.sql")),
+    (3, "chains", include_str!("../../../migrations/sqlite/0003_chains.sql")),
 ];
 pub const POSTGRES: Embedded = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
     (2, "log", include_str!("../../../migrations/postgres/0002_log.sql")),
+    (3, "chains", include_str!("../../../migrations/postgres/0003_chains.sql")),
 ];
 
 #[derive(Debug)]

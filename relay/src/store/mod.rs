@@ -42,6 +42,8 @@ pub enum WriteOutcome {
     Superseded,
     /// The author deleted this event (NIP-09) before it arrived.
     Deleted,
+    /// Its `prev` tag does not name the head of its (author, `s`) chain.
+    Fork,
 }
 
 /// A stored event as read back: its arrival sequence and its JSON.
@@ -95,6 +97,10 @@ pub struct IndexedEvent {
     /// For kind 5: the event ids and coordinates this deletion request targets (own only).
     pub deletes_ids: Vec<[u8; 32]>,
     pub deletes_coords: Vec<(i64, String)>,
+    /// The first `s` tag value: the session chain this event belongs to.
+    pub session: Option<String>,
+    /// The `prev` tag: the chain head this event claims to follow.
+    pub prev: Option<[u8; 32]>,
 }
 
 impl IndexedEvent {
@@ -147,7 +153,24 @@ impl IndexedEvent {
                 }
             }
         }
+        let tag_value = |name: &str| {
+            event.tags.iter().find_map(|t| match t.as_slice() {
+                [n, v, ..] if n == name => Some(v.clone()),
+                _ => None,
+            })
+        };
+        let session = tag_value("s");
+        // A malformed prev can never name a head: keep it as an impossible id so it forks.
+        let prev = tag_value("prev").map(|v| {
+            let mut id = [0xffu8; 32];
+            if hex::decode_to_slice(&v, &mut id).is_err() {
+                id = [0xff; 32];
+            }
+            id
+        });
         Self {
+            session,
+            prev,
             id: event.id.to_bytes(),
             pubkey,
             kind: event.kind.as_u16() as i64,
@@ -366,6 +389,30 @@ impl Store {
     pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<log::Entry>, StoreError> {
         let dialect = self.dialect();
         Ok(with_pool!(self, read pool => log::entries(pool, dialect, start, end).await)?)
+    }
+
+    /// Events of one (author, session) chain after arrival sequence `after`, in arrival order:
+    /// (seq, log leaf index, event JSON).
+    pub async fn session_events(
+        &self,
+        author: &[u8; 32],
+        session: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Option<i64>, String)>, StoreError> {
+        let sql = match self.dialect() {
+            sql::Dialect::Sqlite => "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = ? \
+                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+            sql::Dialect::Postgres => "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = $1 \
+                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = $2 AND e.seq > $3 ORDER BY e.seq LIMIT $4",
+        };
+        Ok(with_pool!(self, read pool => sqlx::query_as(sql)
+            .bind(session.to_string())
+            .bind(author.to_vec())
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// Records a signed checkpoint (idempotent per tree size).

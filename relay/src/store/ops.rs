@@ -46,6 +46,7 @@ pub struct WriteSql {
     delete_tags_seq: String,
     insert_event: String,
     exists_id: String,
+    chain_head: String,
     delete_own_by_id: String,
     delete_own_by_coord: String,
     record_deletion: String,
@@ -68,6 +69,7 @@ impl WriteSql {
                 WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $9 OR (target = $10 AND created_at >= $4))) \
                 ON CONFLICT (id) DO NOTHING RETURNING seq"),
             exists_id: d("SELECT 1 FROM events WHERE id = $1"),
+            chain_head: d("SELECT head FROM chain_heads WHERE pubkey = $1 AND session = $2"),
             delete_own_by_id: d("DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq"),
             delete_own_by_coord: d("DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq"),
             record_deletion: d("INSERT INTO deletions (target, pubkey, created_at) VALUES ($1, $2, $3) \
@@ -101,7 +103,7 @@ const BULK_TAGS: usize = 1000;
 /// Whether an event can take the bulk path: a regular kind that deletes nothing. Replaceable,
 /// addressable and deletion events need per-event reads and go through [`write_one`].
 pub fn is_plain(ev: &IndexedEvent) -> bool {
-    ev.dtag.is_none() && ev.deletes_ids.is_empty() && ev.deletes_coords.is_empty() && ev.kind != 5
+    ev.dtag.is_none() && ev.deletes_ids.is_empty() && ev.deletes_coords.is_empty() && ev.kind != 5 && ev.prev.is_none()
 }
 
 /// Writes a run of plain events with one INSERT per chunk (and one per chunk of tags),
@@ -232,32 +234,80 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let mut out = Vec::with_capacity(batch.len());
-    let mut run: Vec<&IndexedEvent> = Vec::new();
-    for ev in batch {
-        if is_plain(ev) {
-            run.push(ev);
-            continue;
-        }
-        if !run.is_empty() {
-            out.extend(write_plain::<DB>(conn, sql.dialect, &run).await?);
-            run.clear();
-        }
-        out.push(write_one::<DB>(conn, sql, ev).await?);
+    let mut out: Vec<WriteOutcome> = Vec::with_capacity(batch.len());
+    let mut start = 0;
+    // Runs of plain events go in bulk; the others one by one. Chain heads advance after each
+    // step, so a `prev` may name an event earlier in the same batch.
+    while start < batch.len() {
+        let end = if is_plain(&batch[start]) {
+            start + batch[start..].iter().take_while(|e| is_plain(e)).count()
+        } else {
+            start + 1
+        };
+        let step: Vec<&IndexedEvent> = batch[start..end].iter().collect();
+        let outcomes = if end - start == 1 && !is_plain(step[0]) {
+            vec![write_one::<DB>(conn, sql, step[0]).await?]
+        } else {
+            write_plain::<DB>(conn, sql.dialect, &step).await?
+        };
+        advance_chains::<DB>(conn, sql.dialect, &stored_of(&outcomes, &step)).await?;
+        out.extend(outcomes);
+        start = end;
     }
-    if !run.is_empty() {
-        out.extend(write_plain::<DB>(conn, sql.dialect, &run).await?);
-    }
-    let stored: Vec<(i64, &IndexedEvent)> = out
+    let all: Vec<&IndexedEvent> = batch.iter().collect();
+    super::log::append::<DB>(conn, sql.dialect, &stored_of(&out, &all)).await?;
+    Ok(out)
+}
+
+/// The stored events of a step with their sequence numbers, in arrival order.
+fn stored_of<'a>(outcomes: &[WriteOutcome], events: &[&'a IndexedEvent]) -> Vec<(i64, &'a IndexedEvent)> {
+    outcomes
         .iter()
-        .zip(batch)
+        .zip(events)
         .filter_map(|(o, ev)| match o {
-            WriteOutcome::Stored { seq } => Some((*seq, ev)),
+            WriteOutcome::Stored { seq } => Some((*seq, *ev)),
             _ => None,
         })
-        .collect();
-    super::log::append::<DB>(conn, sql.dialect, &stored).await?;
-    Ok(out)
+        .collect()
+}
+
+/// Makes each stored event with an `s` tag the head of its (author, session) chain; within a
+/// batch the last one wins, as batches are in arrival order.
+async fn advance_chains<DB>(conn: &mut DB::Connection, dialect: Dialect, stored: &[(i64, &IndexedEvent)]) -> Result<(), sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let mut heads: std::collections::HashMap<(&[u8], &str), &[u8]> = std::collections::HashMap::new();
+    for (_, ev) in stored {
+        if let Some(session) = &ev.session {
+            heads.insert((&ev.pubkey[..], session.as_str()), &ev.id[..]);
+        }
+    }
+    let heads: Vec<_> = heads.into_iter().collect();
+    let p = |i: usize| match dialect {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => "?".to_string(),
+    };
+    for chunk in heads.chunks(BULK_EVENTS) {
+        let mut sql = String::from("INSERT INTO chain_heads (pubkey, session, head) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({},{},{})", p(3 * i + 1), p(3 * i + 2), p(3 * i + 3)));
+        }
+        sql.push_str(" ON CONFLICT (pubkey, session) DO UPDATE SET head = excluded.head");
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for ((pubkey, session), head) in chunk {
+            q = q.bind(pubkey.to_vec()).bind(session.to_string()).bind(head.to_vec());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Writes one event inside the caller's transaction.
@@ -308,6 +358,19 @@ where
                 return Ok(WriteOutcome::Superseded);
             }
             delete_seq::<DB>(conn, sql, seq).await?;
+        }
+    }
+
+    // Session chains: `prev` must name the chain's current head.
+    if let (Some(prev), Some(session)) = (&ev.prev, &ev.session) {
+        let head = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.chain_head.as_str()))
+            .bind(ev.pubkey.to_vec())
+            .bind(session.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let head: Option<Vec<u8>> = head.map(|r| r.try_get(0)).transpose()?;
+        if head.as_deref() != Some(&prev[..]) {
+            return Ok(WriteOutcome::Fork);
         }
     }
 
