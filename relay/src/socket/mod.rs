@@ -24,8 +24,10 @@ use crate::protocol::{self, ClientMessage, ParseError, out};
 use crate::server::AppState;
 use crate::store::writer::WriteResult;
 
-/// How long a closing connection waits for its pending OKs.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to send its pending OKs and close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection blocked on a write gets after shutdown or a slow-reader kick.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 type Sink = SplitSink<WebSocket, Message>;
 type PendingAck = std::pin::Pin<Box<dyn Future<Output = (EventId, WriteResult)> + Send>>;
@@ -60,13 +62,29 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Op
     };
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut sink, mut stream) = socket.split();
-    let close = conn.run(&mut sink, &mut stream, &mut outbound).await;
-    conn.drain(&mut sink).await;
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
-    let _ = sink.close().await;
+    // A write to a client that does not read blocks the loop; shutdown and the slow-reader
+    // kick must still end the connection, after a short grace.
+    let (shutdown, kicked) = (state.shutdown.clone(), conn.subscriber.kicked.clone());
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = kicked.cancelled() => {}
+        }
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    let close = tokio::select! {
+        close = conn.run(&mut sink, &mut stream, &mut outbound) => close,
+        _ = stop => Some((1001, "closing: the client is not reading")),
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        conn.drain(&mut sink).await;
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+    })
+    .await;
     state.fanout.unregister(conn.id);
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
     drop(slot);
@@ -135,17 +153,12 @@ impl Connection {
         }
     }
 
-    /// Sends the OKs of events still waiting on the writer (bounded wait).
+    /// Sends the OKs of events still waiting on the writer (the caller bounds the time).
     async fn drain(&mut self, sink: &mut Sink) {
-        let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
-        tokio::pin!(deadline);
-        while !self.pending.is_empty() {
-            tokio::select! {
-                _ = &mut deadline => return,
-                Some((id, result)) = self.pending.next() => {
-                    let (accepted, message) = ingest::answer(result);
-                    let _ = send(sink, out::ok(&id.to_hex(), accepted, &message)).await;
-                }
+        while let Some((id, result)) = self.pending.next().await {
+            let (accepted, message) = ingest::answer(result);
+            if send(sink, out::ok(&id.to_hex(), accepted, &message)).await.is_err() {
+                return;
             }
         }
     }
