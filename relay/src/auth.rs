@@ -25,7 +25,7 @@ pub fn verify(event: &Event, challenge: &str, relay_url: Option<&str>, host: Opt
     if !event.verify_signature() {
         return Err("invalid: bad signature".into());
     }
-    let skew = (event.created_at.as_secs() as i64 - crate::store::now_secs()).abs();
+    let skew = crate::store::ts(event.created_at).saturating_sub(crate::store::now_secs()).saturating_abs();
     if skew > MAX_SKEW_SECS {
         return Err("invalid: AUTH event created_at is more than 10 minutes from now".into());
     }

@@ -88,6 +88,9 @@ pub struct LimitsConfig {
     pub max_subscriptions: usize,
     /// Filters in one REQ or COUNT.
     pub max_filters: usize,
+    /// Values (ids, authors, kinds and tag values together) in one filter. Both databases
+    /// bound the parameters of one query, so this stays well under SQLite's 32 766.
+    pub max_filter_values: usize,
     /// Largest `limit` honoured; bigger values are clamped.
     pub max_limit: usize,
     /// `limit` used when a filter has none.
@@ -119,6 +122,7 @@ impl Default for LimitsConfig {
             created_at_future_secs: 15 * 60,
             max_subscriptions: 64,
             max_filters: 16,
+            max_filter_values: 10_000,
             max_limit: 5000,
             default_limit: 500,
             max_subid_length: 64,

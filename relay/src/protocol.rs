@@ -39,8 +39,28 @@ pub enum ParseError {
     BadFilter { sub_id: String, reason: String },
 }
 
-/// Parses one text frame. `max_filters` bounds REQ and COUNT; `max_subid` bounds sub ids.
-pub fn parse(text: &str, max_filters: usize, max_subid: usize) -> Result<ClientMessage, ParseError> {
+/// Bounds applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Filters in one REQ or COUNT.
+    pub max_filters: usize,
+    /// Characters in a subscription id.
+    pub max_subid: usize,
+    /// Values in one filter; a COUNT's filters together may have three times as many.
+    pub max_values: usize,
+}
+
+/// Values in a filter (ids, authors, kinds, tag values): what the query binds.
+fn filter_values(f: &Filter) -> usize {
+    f.ids.as_ref().map_or(0, |v| v.len())
+        + f.authors.as_ref().map_or(0, |v| v.len())
+        + f.kinds.as_ref().map_or(0, |v| v.len())
+        + f.generic_tags.values().map(|v| v.len()).sum::<usize>()
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
+    let Bounds { max_filters, max_subid, max_values } = bounds;
     let parts: Vec<&RawValue> =
         serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
     let Some((kind, rest)) = parts.split_first() else {
@@ -78,6 +98,13 @@ pub fn parse(text: &str, max_filters: usize, max_subid: usize) -> Result<ClientM
                 .iter()
                 .map(|raw| parse_filter(raw.get()).map_err(&bad))
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(n) = filters.iter().map(filter_values).find(|n| *n > max_values) {
+                return Err(bad(format!("a filter has {n} values, the limit is {max_values}; split it")));
+            }
+            let total: usize = filters.iter().map(filter_values).sum();
+            if kind == "COUNT" && total > 3 * max_values {
+                return Err(bad(format!("COUNT filters have {total} values, the limit is {}", 3 * max_values)));
+            }
             Ok(if kind == "REQ" {
                 ClientMessage::Req { sub_id, filters }
             } else {
@@ -188,26 +215,35 @@ pub mod out {
 mod tests {
     use super::*;
 
+    const B: Bounds = Bounds { max_filters: 8, max_subid: 64, max_values: 3 };
+
+    #[test]
+    fn bounds_values_per_filter() {
+        let err = parse(r##"["REQ","s",{"#p":["a","b","c","d"]}]"##, B).unwrap_err();
+        assert!(err.to_string().starts_with("invalid: a filter has 4 values"), "{err}");
+        assert!(parse(r##"["REQ","s",{"#p":["a","b","c"]},{"#p":["d","e","f"]}]"##, B).is_ok());
+    }
+
     #[test]
     fn rejects_non_arrays_and_unknown_types() {
-        assert!(matches!(parse("{}", 8, 64), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse("[]", 8, 64), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse("[\"HELLO\"]", 8, 64), Err(ParseError::UnknownType(t)) if t == "HELLO"));
+        assert!(matches!(parse("{}", B), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse("[]", B), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse("[\"HELLO\"]", B), Err(ParseError::UnknownType(t)) if t == "HELLO"));
     }
 
     #[test]
     fn req_filter_errors_name_the_subscription() {
-        let err = parse(r#"["REQ","s1",{"ids":["zz"]}]"#, 8, 64).unwrap_err();
+        let err = parse(r#"["REQ","s1",{"ids":["zz"]}]"#, B).unwrap_err();
         assert!(matches!(err, ParseError::BadFilter { ref sub_id, .. } if sub_id == "s1"), "{err:?}");
-        let err = parse(r#"["REQ","s1",{},{},{}]"#, 2, 64).unwrap_err();
+        let err = parse(r#"["REQ","s1",{},{},{}]"#, Bounds { max_filters: 2, ..B }).unwrap_err();
         assert!(err.to_string().contains("too many filters"), "{err}");
-        let err = parse(r##"["REQ","s1",{"#p":[1]}]"##, 2, 64).unwrap_err();
+        let err = parse(r##"["REQ","s1",{"#p":[1]}]"##, B).unwrap_err();
         assert!(matches!(err, ParseError::BadFilter { .. }));
     }
 
     #[test]
     fn parses_req_with_tag_filters() {
-        let msg = parse(r##"["REQ","x",{"kinds":[1573],"#s":["a"],"limit":1}]"##, 8, 64).unwrap();
+        let msg = parse(r##"["REQ","x",{"kinds":[1573],"#s":["a"],"limit":1}]"##, B).unwrap();
         let ClientMessage::Req { sub_id, filters } = msg else { panic!("not a REQ") };
         assert_eq!(sub_id, "x");
         assert_eq!(filters[0].limit, Some(1));

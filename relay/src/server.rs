@@ -173,7 +173,7 @@ async fn root(
     let wants_info = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/nostr+json"));
+        .is_some_and(|v| v.to_ascii_lowercase().contains("application/nostr+json"));
     match ws {
         Ok(ws) if !wants_info => upgrade(state, addr.ip(), headers, ws),
         _ if wants_info => {

@@ -22,8 +22,8 @@ pub fn check_event(event: &Event, now: i64, l: &LimitsConfig) -> Result<(), Stri
     if event.content.len() > l.max_content_bytes {
         return Err(format!("invalid: content is {} bytes, the limit is {}", event.content.len(), l.max_content_bytes));
     }
-    let created_at = event.created_at.as_secs() as i64;
-    if created_at > now + l.created_at_future_secs as i64 {
+    let created_at = crate::store::ts(event.created_at);
+    if created_at > now.saturating_add(l.created_at_future_secs as i64) {
         return Err(format!(
             "invalid: created_at is more than {} seconds in the future",
             l.created_at_future_secs
@@ -33,7 +33,7 @@ pub fn check_event(event: &Event, now: i64, l: &LimitsConfig) -> Result<(), Stri
         return Err(format!("invalid: created_at is more than {} seconds in the past", l.created_at_past_secs));
     }
     if let Some(exp) = event.tags.expiration()
-        && (exp.as_secs() as i64) <= now
+        && crate::store::ts(*exp) <= now
     {
         return Err("invalid: event has expired".into());
     }

@@ -179,7 +179,12 @@ impl Connection {
             let msg = format!("invalid: message is {} bytes, the limit is {}", text.len(), limits.max_message_bytes);
             return send(sink, out::notice(&msg)).await;
         }
-        let msg = match protocol::parse(text, limits.max_filters, limits.max_subid_length) {
+        let bounds = protocol::Bounds {
+            max_filters: limits.max_filters,
+            max_subid: limits.max_subid_length,
+            max_values: limits.max_filter_values,
+        };
+        let msg = match protocol::parse(text, bounds) {
             Ok(msg) => msg,
             Err(e) => return self.on_parse_error(sink, e).await,
         };

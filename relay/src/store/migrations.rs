@@ -19,6 +19,7 @@ pub const POSTGRES: Embedded = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
     (2, "log", include_str!("../../../migrations/postgres/0002_log.sql")),
     (3, "chains", include_str!("../../../migrations/postgres/0003_chains.sql")),
+    (4, "ephemeral outbox", include_str!("../../../migrations/postgres/0004_ephemeral_outbox.sql")),
 ];
 
 #[derive(Debug)]

@@ -110,20 +110,22 @@ impl IndexedEvent {
         let pubkey_hex = event.pubkey.to_hex();
         let dtag = match class {
             KindClass::Replaceable => Some(String::new()),
-            KindClass::Addressable => Some(event.tags.identifier().unwrap_or_default().to_string()),
+            KindClass::Addressable => Some(index_text(event.tags.identifier().unwrap_or_default())),
             _ => None,
         };
         let coordinate =
             dtag.as_ref().map(|d| format!("{}:{}:{}", event.kind.as_u16(), pubkey_hex, d));
+        let mut seen = std::collections::HashSet::new();
         let mut tags: Vec<(String, String)> = Vec::new();
         for tag in event.tags.iter() {
-            let parts = tag.as_slice();
-            if let [name, value, ..] = parts
+            if let [name, value, ..] = tag.as_slice()
                 && name.len() == 1
                 && name.chars().all(|c| c.is_ascii_alphabetic())
-                && !tags.iter().any(|(n, v)| n == name && v == value)
             {
-                tags.push((name.clone(), value.clone()));
+                let pair = (name.clone(), index_text(value));
+                if seen.insert(pair.clone()) {
+                    tags.push(pair);
+                }
             }
         }
         let (mut deletes_ids, mut deletes_coords) = (Vec::new(), Vec::new());
@@ -146,7 +148,7 @@ impl IndexedEvent {
                                 KindClass::Replaceable | KindClass::Addressable
                             )
                         {
-                            deletes_coords.push((k as i64, v.to_string()));
+                            deletes_coords.push((k as i64, index_text(v)));
                         }
                     }
                     _ => {}
@@ -159,7 +161,7 @@ impl IndexedEvent {
                 _ => None,
             })
         };
-        let session = tag_value("s");
+        let session = tag_value("s").map(|s| index_text(&s));
         // A malformed prev can never name a head: keep it as an impossible id so it forks.
         let prev = tag_value("prev").map(|v| {
             let mut id = [0xffu8; 32];
@@ -174,9 +176,9 @@ impl IndexedEvent {
             id: event.id.to_bytes(),
             pubkey,
             kind: event.kind.as_u16() as i64,
-            created_at: event.created_at.as_secs() as i64,
+            created_at: ts(event.created_at),
             id_prefix: id_prefix(event.id.as_bytes()),
-            expires_at: event.tags.expiration().map(|t| t.as_secs() as i64),
+            expires_at: event.tags.expiration().map(|t| ts(*t)),
             dtag,
             coordinate,
             tags,
@@ -471,6 +473,19 @@ pub fn id_prefix(id: &[u8; 32]) -> i64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&id[..8]);
     (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+/// A Nostr timestamp as a database integer, saturating at `i64::MAX` (`created_at`,
+/// `expiration`, `since` and `until` are u64 on the wire).
+pub fn ts(t: nostr::Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Text for an indexed column: NUL (which PostgreSQL text cannot hold) becomes U+FFFD, on
+/// both backends and on both the write and the query side, so matching is unchanged. The
+/// event JSON keeps the exact value.
+pub fn index_text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
 }
 
 pub fn now_secs() -> i64 {

@@ -42,10 +42,14 @@ struct StoredNote {
     last: i64,
 }
 
+/// An ephemeral event for the other processes: inline (`e`) or in `ephemeral_outbox` (`x`).
 #[derive(Serialize, Deserialize)]
 struct EphemeralNote {
     o: u64,
-    e: Box<serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<i64>,
 }
 
 impl PgStore {
@@ -87,10 +91,14 @@ impl PgStore {
     pub async fn announce_ephemeral(&self, event_json: &str) -> Result<(), StoreError> {
         let e = serde_json::value::RawValue::from_string(event_json.to_string())
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let note = serde_json::to_string(&EphemeralNote { o: self.origin, e }).expect("serializable");
+        let mut note = serde_json::to_string(&EphemeralNote { o: self.origin, e: Some(e), x: None }).expect("serializable");
         if note.len() > MAX_NOTIFY_PAYLOAD {
-            tracing::debug!("ephemeral event too large to share with other relay processes");
-            return Ok(());
+            let (id,): (i64,) = sqlx::query_as("INSERT INTO ephemeral_outbox (raw, at) VALUES ($1, $2) RETURNING id")
+                .bind(event_json)
+                .bind(super::now_millis())
+                .fetch_one(&self.pool)
+                .await?;
+            note = serde_json::to_string(&EphemeralNote { o: self.origin, e: None, x: Some(id) }).expect("serializable");
         }
         sqlx::query("SELECT pg_notify($1, $2)").bind(EPHEMERAL_CHANNEL).bind(note).execute(&self.pool).await?;
         Ok(())
@@ -123,10 +131,26 @@ impl PgStore {
                     _ => continue,
                 },
                 _ => match serde_json::from_str::<EphemeralNote>(note.payload()) {
-                    Ok(n) if n.o != self.origin => match Event::from_json(n.e.get()) {
-                        Ok(ev) => vec![Delivery::new(None, Arc::new(ev), n.e.get().into())],
-                        Err(_) => continue,
-                    },
+                    Ok(n) if n.o != self.origin => {
+                        let raw = match (n.e, n.x) {
+                            (Some(e), _) => e.get().to_string(),
+                            (None, Some(id)) => {
+                                let row: Option<(String,)> = sqlx::query_as("SELECT raw FROM ephemeral_outbox WHERE id = $1")
+                                    .bind(id)
+                                    .fetch_optional(&self.pool)
+                                    .await?;
+                                match row {
+                                    Some((raw,)) => raw,
+                                    None => continue,
+                                }
+                            }
+                            (None, None) => continue,
+                        };
+                        match Event::from_json(&raw) {
+                            Ok(ev) => vec![Delivery::new(None, Arc::new(ev), raw.into())],
+                            Err(_) => continue,
+                        }
+                    }
                     _ => continue,
                 },
             };
@@ -167,6 +191,10 @@ impl PgStore {
         let [tags, events] = ops::purge_sql(Dialect::Postgres);
         sqlx::query(sqlx::AssertSqlSafe(tags)).bind(now).execute(&mut *tx).await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(events)).bind(now).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM ephemeral_outbox WHERE at < $1")
+            .bind(super::now_millis() - 60_000)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -96,7 +96,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     let mut tags: Vec<(char, Vec<String>)> = f
         .generic_tags
         .iter()
-        .map(|(t, vals)| (t.as_char(), vals.iter().cloned().collect()))
+        .map(|(t, vals)| (t.as_char(), vals.iter().map(|v| super::index_text(v)).collect()))
         .collect();
     // Drive from one tag condition unless ids pin the rows already: a single-valued one
     // (joined, so the index yields rows in order) if any, else a multi-valued one (IN subquery).
@@ -112,8 +112,8 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     let kinds = |b: &mut Builder| {
         f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))))
     };
-    let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(t.as_secs() as i64)));
-    let until = |b: &mut Builder| f.until.map(|t| b.bind(Param::Int(t.as_secs() as i64)));
+    let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(super::ts(t))));
+    let until = |b: &mut Builder| f.until.map(|t| b.bind(Param::Int(super::ts(t))));
 
     let mut sql = String::from(" FROM events e");
     let mut conds: Vec<String> = Vec::new();

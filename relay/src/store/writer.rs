@@ -55,34 +55,42 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, fanout: mpsc::Sender<Del
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         metrics::histogram!(m::WRITE_BATCH_SIZE).record(jobs.len() as f64);
         let (events, replies): (Vec<IndexedEvent>, Vec<_>) = jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
-        let mut result = store.write_batch(&events).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, batch = events.len(), "write batch failed; retrying once");
-            result = store.write_batch(&events).await;
-        }
-        match result {
-            Ok(outcomes) => {
-                let mut stored = Vec::new();
-                for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                    if let WriteOutcome::Stored { seq } = outcome {
-                        stored.push(Delivery::new(Some(seq), event.event, event.json.into()));
-                    }
-                }
-                metrics::counter!(m::EVENTS_STORED).increment(stored.len() as u64);
-                for d in stored {
-                    if fanout.send(d).await.is_err() {
-                        break;
-                    }
-                }
-            }
+        let outcomes: Vec<Option<WriteOutcome>> = match store.write_batch(&events).await {
+            Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
+            // One bad event must not fail its neighbours: write them one by one.
             Err(e) => {
-                tracing::error!(error = %e, batch = events.len(), "write batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err("could not store the event; try again".into()));
-                }
+                tracing::warn!(error = %e, batch = events.len(), "write batch failed; writing its events one by one");
+                write_each(&store, &events).await
+            }
+        };
+        let mut stored = Vec::new();
+        for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
+            let _ = reply.send(outcome.ok_or_else(|| "could not store the event; try again".to_string()));
+            if let Some(WriteOutcome::Stored { seq }) = outcome {
+                stored.push(Delivery::new(Some(seq), event.event, event.json.into()));
+            }
+        }
+        metrics::counter!(m::EVENTS_STORED).increment(stored.len() as u64);
+        for d in stored {
+            if fanout.send(d).await.is_err() {
+                break;
             }
         }
     }
     tracing::debug!("writer stopped: queue closed and drained");
+}
+
+/// Writes each event in its own transaction; `None` for one that could not be stored.
+async fn write_each(store: &Store, events: &[IndexedEvent]) -> Vec<Option<WriteOutcome>> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match store.write_batch(std::slice::from_ref(event)).await {
+            Ok(mut outcome) => out.push(outcome.pop()),
+            Err(e) => {
+                tracing::error!(error = %e, id = %event.id_hex(), "event could not be stored");
+                out.push(None);
+            }
+        }
+    }
+    out
 }

@@ -1,0 +1,139 @@
+//! Command line and configuration: flag > environment > file precedence for `listen` and `db`,
+//! invalid configuration files, `migrate`. Both backends.
+
+#[macro_use]
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use nostr::prelude::*;
+use serde_json::json;
+
+backend_tests!(listen_precedence, db_precedence);
+
+async fn port_is_listening(port: u16) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health", &[])).await,
+        Ok(Ok(r)) if r.status == 200
+    )
+}
+
+async fn listen_precedence(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (p_file, p_env, p_flag) = (free_port(), free_port(), free_port());
+    let cfg = format!("listen = \"127.0.0.1:{p_file}\"\ndb = \"{}\"\n", db.url);
+
+    // File only.
+    let r =
+        Relay::spawn_custom(&db, "file", &cfg, p_file, &[], &[]).await.unwrap_or_else(|e| panic!("file listen: {e}"));
+    assert!(port_is_listening(p_file).await);
+    drop(r);
+
+    // Env beats file.
+    let env = [("DEPHY_RELAY_LISTEN", format!("127.0.0.1:{p_env}"))];
+    let r = Relay::spawn_custom(&db, "env", &cfg, p_env, &[], &env).await.unwrap_or_else(|e| panic!("env listen: {e}"));
+    assert!(!port_is_listening(p_file).await, "file listen address used although env is set");
+    drop(r);
+
+    // Flag beats env.
+    let args = vec!["--listen".to_string(), format!("127.0.0.1:{p_flag}")];
+    let r = Relay::spawn_custom(&db, "flag", &cfg, p_flag, &args, &env)
+        .await
+        .unwrap_or_else(|e| panic!("flag listen: {e}"));
+    assert!(!port_is_listening(p_env).await, "env listen address used although the flag is set");
+    assert!(!port_is_listening(p_file).await);
+    drop(r);
+}
+
+async fn db_precedence(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let file_db = db.dir.path().join("from-file.db");
+    let env_db = db.dir.path().join("from-env.db");
+    let cfg = format!("db = \"sqlite://{}\"\n", file_db.display());
+    let port = free_port();
+
+    // Env beats file: the real test database is given by env, the file names another sqlite file.
+    let env = [("DEPHY_RELAY_DB", db.url.clone())];
+    let args = vec!["--listen".to_string(), format!("127.0.0.1:{port}")];
+    let relay =
+        Relay::spawn_custom(&db, "env", &cfg, port, &args, &env).await.unwrap_or_else(|e| panic!("env db: {e}"));
+    let k = Keys::generate();
+    let e = sign(&k, DEPHY_KIND, "where am I stored", &[], None);
+    relay.connect().await.publish_ok(&e).await;
+    drop(relay);
+    assert!(!file_db.exists(), "the config file's db was used although DEPHY_RELAY_DB is set");
+
+    // Flag beats env: env points to another sqlite file, flag to the test database.
+    let port = free_port();
+    let env = [("DEPHY_RELAY_DB", format!("sqlite://{}", env_db.display()))];
+    let args = vec!["--listen".to_string(), format!("127.0.0.1:{port}"), "--db".to_string(), db.url.clone()];
+    let relay =
+        Relay::spawn_custom(&db, "flag", &cfg, port, &args, &env).await.unwrap_or_else(|e| panic!("flag db: {e}"));
+    let mut c = relay.connect().await;
+    assert_eq!(c.req_ids("q", &[json!({"ids": [e.id.to_hex()]})]).await, vec![e.id.to_hex()], "same database");
+    assert!(!env_db.exists(), "DEPHY_RELAY_DB was used although --db is set");
+    assert!(!file_db.exists());
+}
+
+fn run_serve(dir: &std::path::Path, config: &str, extra: &[&str]) -> std::process::Output {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(relay_bin());
+    cmd.arg("serve").arg("--config").arg(&path).args(extra).current_dir(dir);
+    cmd.env_remove("DEPHY_RELAY_LISTEN").env_remove("DEPHY_RELAY_DB").env_remove("DEPHY_RELAY_CONFIG");
+    // Bounded: the relay must refuse to start, not serve forever.
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30); // the relay waits ~10 s for an unreachable database
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("relay kept running with config {config:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invalid_config_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    for (config, needle) in [
+        ("[limits]\nmax_event_tagz = 3\n", "max_event_tagz"),
+        ("[limits]\nmax_event_tags = \"many\"\n", "max_event_tags"),
+        ("not toml at all [[[", ""),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+    ] {
+        let out = run_serve(dir.path(), config, &["--listen", &listen, "--db", "sqlite://x.db"]);
+        assert!(!out.status.success(), "config {config:?} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "error for {config:?} names {needle:?}: {stderr}");
+    }
+    // A missing config file is an error too.
+    let out = Command::new(relay_bin())
+        .args(["serve", "--config", "/nonexistent/dephy.toml", "--listen", &listen])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "missing config file accepted");
+}
+
+#[test]
+fn unreachable_database_fails_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = run_serve(
+        dir.path(),
+        "",
+        &["--listen", &format!("127.0.0.1:{port}"), "--db", "postgres://postgres@127.0.0.1:1/nope"],
+    );
+    assert!(!out.status.success(), "relay started without its database");
+    let out = run_serve(dir.path(), "", &["--listen", &format!("127.0.0.1:{port}"), "--db", "mysql://x/y"]);
+    assert!(!out.status.success(), "unsupported database URL accepted");
+}

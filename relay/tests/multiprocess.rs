@@ -1,0 +1,327 @@
+//! Several relay processes on ONE PostgreSQL database: cross-process live delivery (LISTEN /
+//! NOTIFY), shared storage, concurrent writes without errors, no duplicate delivery.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nostr::prelude::*;
+use serde_json::json;
+
+async fn two_relays() -> (TestDb, Relay, Relay) {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Relay::spawn(&db, "a", "").await;
+    let b = Relay::spawn(&db, "b", "").await;
+    (db, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_process_live_delivery_and_reads() {
+    let (_db, a, b) = two_relays().await;
+    let k = Keys::generate();
+    let mut sub_b = b.connect().await;
+    let mut sub_a = a.connect().await;
+    assert!(sub_b.req("live", &[json!({"#s": ["mp"]})]).await.is_empty());
+    assert!(sub_a.req("live", &[json!({"#s": ["mp"]})]).await.is_empty());
+
+    // Published to A, delivered live on B (and on A).
+    let mut pub_a = a.connect().await;
+    let e1 = dephy(&k, "from A", &[&["s", "mp"]], now());
+    pub_a.publish_ok(&e1).await;
+    assert_same_event(&sub_b.next_event("live").await, &e1);
+    assert_same_event(&sub_a.next_event("live").await, &e1);
+
+    // Published to B, delivered live on A (and on B).
+    let mut pub_b = b.connect().await;
+    let e2 = dephy(&k, "from B", &[&["s", "mp"]], now());
+    pub_b.publish_ok(&e2).await;
+    assert_same_event(&sub_a.next_event("live").await, &e2);
+    assert_same_event(&sub_b.next_event("live").await, &e2);
+
+    // No duplicate delivery (local + NOTIFY): a marker is the next event on both.
+    let marker = dephy(&k, "marker", &[&["s", "mp"]], now());
+    pub_a.publish_ok(&marker).await;
+    assert_eq!(sub_a.next_event("live").await["id"], json!(marker.id.to_hex()), "duplicate delivery on A");
+    assert_eq!(sub_b.next_event("live").await["id"], json!(marker.id.to_hex()), "duplicate delivery on B");
+    sub_a.expect_silence(Duration::from_millis(300)).await;
+    sub_b.expect_silence(Duration::from_millis(300)).await;
+
+    // Stored events are visible from both processes.
+    let mut q = b.connect().await;
+    let got = q.req_ids("q", &[json!({"ids": [e1.id.to_hex()]})]).await;
+    assert_eq!(got, vec![e1.id.to_hex()], "REQ on B returns the event accepted by A");
+    let mut q = a.connect().await;
+    let got = q.req_ids("q", &[json!({"authors": [pk(&k)]})]).await;
+    assert_eq!(got.len(), 3);
+
+    // Duplicate across processes.
+    let (ok, msg) = pub_b.publish(&e1).await;
+    assert!(ok && msg.starts_with("duplicate:"), "e1 resubmitted to B: ({ok}, {msg:?})");
+
+    // Ephemeral events cross processes too, and are not stored.
+    let eph = sign(&k, 20573, "ephemeral", &[&["s", "mp"]], None);
+    pub_b.publish_ok(&eph).await;
+    assert_eq!(sub_a.next_event("live").await["id"], json!(eph.id.to_hex()));
+    assert_eq!(sub_b.next_event("live").await["id"], json!(eph.id.to_hex()));
+    assert!(q.req("eph", &[json!({"ids": [eph.id.to_hex()]})]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_two_processes() {
+    let (_db, a, b) = two_relays().await;
+    const PER: usize = 150;
+    let mut sub = b.connect().await;
+    assert!(sub.req("all", &[json!({"#s": ["concurrent"]})]).await.is_empty());
+
+    async fn write(port: u16, tag: &'static str) -> Vec<String> {
+        let mut c = Conn::connect(port).await;
+        let k = Keys::generate();
+        let mut ids = Vec::new();
+        let events: Vec<Event> =
+            (0..PER).map(|i| sign(&k, DEPHY_KIND, &format!("{tag}{i}"), &[&["s", "concurrent"]], None)).collect();
+        for chunk in events.chunks(25) {
+            for e in chunk {
+                c.send_json(&json!(["EVENT", ev_json(e)])).await;
+            }
+            for e in chunk {
+                let id = e.id.to_hex();
+                let v = c.recv_matching("OK", |v| v[0] == "OK" && v[1] == json!(id)).await;
+                assert_eq!(v[2], json!(true), "{tag}: event refused: {v}");
+                assert_eq!(v[3], json!(""), "{tag}: unexpected message: {v}");
+                ids.push(e.id.to_hex());
+            }
+        }
+        ids
+    }
+    let (ra, rb) = tokio::join!(tokio::spawn(write(a.port, "a")), tokio::spawn(write(b.port, "b")));
+    let mut all: Vec<String> = ra.unwrap();
+    all.extend(rb.unwrap());
+
+    // The live subscriber on B receives all 2*PER exactly once.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < all.len() && Instant::now() < deadline {
+        let e = sub.next_event("all").await;
+        *seen.entry(e["id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let extra = sub.drain(Duration::from_millis(500)).await;
+    for v in extra {
+        if v[0] == "EVENT" {
+            *seen.entry(v[2]["id"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    let want: HashSet<String> = all.iter().cloned().collect();
+    let got: HashSet<String> = seen.keys().cloned().collect();
+    assert_eq!(got, want, "live delivery on B of everything written to A and B");
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "events delivered more than once: {dups:?}");
+
+    // Both processes see everything.
+    for r in [&a, &b] {
+        let mut c = r.connect().await;
+        assert_eq!(c.count("n", &[json!({"#s": ["concurrent"]})]).await as usize, 2 * PER);
+        let got: HashSet<String> =
+            c.req_ids("q", &[json!({"#s": ["concurrent"], "limit": 2 * PER})]).await.into_iter().collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_event_and_replaceable_races_across_processes() {
+    let (_db, a, b) = two_relays().await;
+    let mut ca = a.connect().await;
+    let mut cb = b.connect().await;
+    for round in 0..10 {
+        // The same event to both at once: both OK true, one copy stored.
+        let k = Keys::generate();
+        let e = dephy(&k, &format!("race {round}"), &[], now());
+        let (ra, rb) = tokio::join!(ca.publish(&e), cb.publish(&e));
+        assert!(ra.0 && rb.0, "round {round}: same event to A and B: {ra:?} {rb:?}");
+        for (_, m) in [&ra, &rb] {
+            assert!(m.is_empty() || m.starts_with("duplicate:"), "round {round}: message {m:?}");
+        }
+        assert!(ra.1.is_empty() || rb.1.is_empty(), "round {round}: one of them is the first: {ra:?} {rb:?}");
+        assert_eq!(ca.count("n", &[json!({"ids": [e.id.to_hex()]})]).await, 1);
+
+        // Two versions of a replaceable event at once: exactly the newest survives.
+        let t = now() - 100;
+        let old = sign(&k, 10573, "old", &[], Some(t));
+        let new = sign(&k, 10573, "new", &[], Some(t + 1));
+        let (ra, rb) = tokio::join!(ca.publish(&old), cb.publish(&new));
+        assert!(rb.0, "round {round}: newest replaceable refused: {rb:?}");
+        let _ = ra;
+        for c in [&mut ca, &mut cb] {
+            let got = c.req_ids(&format!("r{round}"), &[json!({"authors": [pk(&k)], "kinds": [10573]})]).await;
+            c.close_sub(&format!("r{round}")).await;
+            assert_eq!(got, vec![new.id.to_hex()], "round {round}: exactly the newest version");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_on_one_process_applies_to_the_other() {
+    let (_db, a, b) = two_relays().await;
+    let mut ca = a.connect().await;
+    let mut cb = b.connect().await;
+    let k = Keys::generate();
+    let e = dephy(&k, "to delete", &[], now() - 10);
+    ca.publish_ok(&e).await;
+    assert_eq!(cb.req_ids("q", &[json!({"ids": [e.id.to_hex()]})]).await, vec![e.id.to_hex()]);
+    let del = sign(&k, 5, "", &[&["e", &e.id.to_hex()]], None);
+    cb.publish_ok(&del).await;
+    assert!(ca.req_ids("q", &[json!({"ids": [e.id.to_hex()]})]).await.is_empty(), "deleted via B, still on A");
+    ca.publish_refused(&e, "blocked:").await;
+}
+
+/// PostgreSQL NOTIFY payloads are limited to 8000 bytes: large events (stored and ephemeral)
+/// must still reach subscribers of the other process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_cross_processes() {
+    let (_db, a, b) = two_relays().await;
+    let mut sub_b = b.connect().await;
+    assert!(sub_b.req("big", &[json!({"#s": ["big"]})]).await.is_empty());
+    let mut pub_a = a.connect().await;
+    let k = Keys::generate();
+    let stored = dephy(&k, &"s".repeat(50_000), &[&["s", "big"]], now());
+    pub_a.publish_ok(&stored).await;
+    assert_same_event(&sub_b.next_event("big").await, &stored);
+    let many_tags: Vec<[String; 2]> =
+        (0..500).map(|i| ["t".to_string(), format!("tag-{i:04}-{}", "x".repeat(20))]).collect();
+    let tag_refs: Vec<[&str; 2]> = many_tags.iter().map(|[a, b]| [a.as_str(), b.as_str()]).collect();
+    let mut slices: Vec<&[&str]> = tag_refs.iter().map(|t| &t[..]).collect();
+    slices.push(&["s", "big"]);
+    let tagged = dephy(&k, "many tags", &slices, now());
+    pub_a.publish_ok(&tagged).await;
+    assert_same_event(&sub_b.next_event("big").await, &tagged);
+
+    // Ephemeral events are not stored, so they must travel some other way than a seq range.
+    let small_eph = sign(&k, 20573, "small ephemeral", &[&["s", "big"]], None);
+    pub_a.publish_ok(&small_eph).await;
+    assert_same_event(&sub_b.next_event("big").await, &small_eph);
+    let eph = sign(&k, 20573, &"e".repeat(50_000), &[&["s", "big"]], None);
+    pub_a.publish_ok(&eph).await;
+    let marker = sign(&k, 20573, "marker after the large ephemeral", &[&["s", "big"]], None);
+    pub_a.publish_ok(&marker).await;
+    let got = sub_b.next_event("big").await;
+    assert_eq!(
+        got["id"],
+        json!(eph.id.to_hex()),
+        "a 50 kB ephemeral event accepted by A (OK true) never reached the live subscriber on B; \
+         the next event there was {}",
+        if got["id"] == json!(marker.id.to_hex()) {
+            "the small marker published after it".to_string()
+        } else {
+            got.to_string()
+        }
+    );
+    assert_same_event(&got, &eph);
+}
+
+/// If the database drops the relays' connections (e.g. a PostgreSQL restart or failover),
+/// cross-process delivery resumes once they reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_process_delivery_survives_connection_loss() {
+    let (db, a, b) = two_relays().await;
+    let mut sub_b = b.connect().await;
+    assert!(sub_b.req("live", &[json!({"#s": ["reconnect"]})]).await.is_empty());
+    let mut pub_a = a.connect().await;
+    let k = Keys::generate();
+    let first = dephy(&k, "before", &[&["s", "reconnect"]], now());
+    pub_a.publish_ok(&first).await;
+    assert_eq!(sub_b.next_event("live").await["id"], json!(first.id.to_hex()));
+
+    // Kill every backend connected to the test database.
+    {
+        use sqlx::Connection as _;
+        let name = &db.pg.as_ref().unwrap().name;
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+        let sql = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut admin).await.unwrap();
+        assert!(n >= 2, "expected the relays' connections to be terminated, got {n}");
+        let _ = admin.close().await;
+    }
+
+    // Keep publishing on A (accepting may fail briefly); one of them must reach B live.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut published = Vec::new();
+    let mut delivered = None;
+    while std::time::Instant::now() < deadline && delivered.is_none() {
+        let e = dephy(&k, &format!("after {}", published.len()), &[&["s", "reconnect"]], now());
+        let (ok, _msg) = pub_a.publish(&e).await;
+        if ok {
+            published.push(e.id.to_hex());
+        }
+        if let Some(v) = sub_b.try_recv(Duration::from_millis(500)).await
+            && v[0] == "EVENT"
+            && v[1] == "live"
+        {
+            delivered = Some(v[2]["id"].as_str().unwrap().to_string());
+        }
+    }
+    let delivered =
+        delivered.expect("no cross-process delivery within 15 s after the database dropped the connections");
+    assert!(published.contains(&delivered));
+    // Both relays serve reads again.
+    let mut q = b.connect().await;
+    assert_eq!(q.count("n", &[json!({"#s": ["reconnect"]})]).await as usize, published.len() + 1);
+}
+
+/// After the database drops the LISTEN connection, every event acknowledged by A must still
+/// reach B's live subscriber (no silent gap while B's listener reconnects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_live_gap_while_listener_reconnects() {
+    let (db, a, b) = two_relays().await;
+    let mut sub_b = b.connect().await;
+    assert!(sub_b.req("live", &[json!({"#s": ["gap"]})]).await.is_empty());
+    let mut pub_a = a.connect().await;
+    let k = Keys::generate();
+    let warm = dephy(&k, "warm", &[&["s", "gap"]], now());
+    pub_a.publish_ok(&warm).await;
+    assert_eq!(sub_b.next_event("live").await["id"], json!(warm.id.to_hex()));
+
+    {
+        use sqlx::Connection as _;
+        let name = &db.pg.as_ref().unwrap().name;
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+        let sql = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        );
+        let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut admin).await.unwrap();
+        let _ = admin.close().await;
+    }
+    // Publish on A for ~3 s; keep what was acknowledged.
+    let mut acked = Vec::new();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        let e = dephy(&k, &format!("during {i}"), &[&["s", "gap"]], now());
+        i += 1;
+        if pub_a.publish(&e).await.0 {
+            acked.push(e.id.to_hex());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!acked.is_empty(), "A acknowledged nothing after the connection loss");
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !acked.iter().all(|id| seen.contains(id)) {
+        match sub_b.try_recv(Duration::from_millis(500)).await {
+            Some(v) if v[0] == "EVENT" => {
+                seen.insert(v[2]["id"].as_str().unwrap().to_string());
+            }
+            _ => {}
+        }
+    }
+    let missing: Vec<usize> = acked.iter().enumerate().filter(|(_, id)| !seen.contains(*id)).map(|(n, _)| n).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events acknowledged by A after the database connection loss never reached B's live \
+         subscriber (indexes in publish order: {missing:?})",
+        missing.len(),
+        acked.len()
+    );
+}
