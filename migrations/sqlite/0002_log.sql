@@ -7,10 +7,22 @@ CREATE TABLE log_leaves (
     received_at INTEGER NOT NULL,      -- ms since the UNIX epoch, part of the leaf hash
     seq         INTEGER NOT NULL       -- the event's arrival sequence number
 );
-CREATE INDEX log_leaves_event ON log_leaves (event_id);
 CREATE INDEX log_leaves_seq ON log_leaves (seq);
 
--- Node (level, idx) covers leaves [idx << level, (idx + 1) << level).
+-- A leaf is found from its event id through events.id -> seq (no random-key index on the
+-- leaves, which would cost every append a random page write); events that were deleted,
+-- replaced or expired keep their id -> seq here.
+CREATE TABLE log_tombstones (
+    event_id BLOB    NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (event_id, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER events_tombstone AFTER DELETE ON events BEGIN
+    INSERT OR IGNORE INTO log_tombstones (event_id, seq) VALUES (old.id, old.seq);
+END;
+
+-- Node (level, idx) covers leaves [idx << level, (idx + 1) << level), for level >= 1; leaf
+-- hashes (level 0) are recomputed from log_leaves.
 CREATE TABLE log_nodes (
     level INTEGER NOT NULL,
     idx   INTEGER NOT NULL,

@@ -1,4 +1,4 @@
-//! Command-line interface: `dephy-relay serve` and `dephy-relay migrate`.
+//! Command-line interface: `dephy-relay serve`, `dephy-relay migrate` and `dephy-relay audit`.
 //!
 //! Settings come from flags, then environment variables, then the TOML config file, then
 //! defaults (in that order of precedence).
@@ -37,6 +37,19 @@ enum Command {
         #[arg(long, env = "DEPHY_RELAY_DB")]
         db: String,
     },
+    /// Audit a relay's verifiable log: checkpoints, consistency with an earlier audit, and
+    /// inclusion of the events it serves. Exit code 0: OK, 1: failed, 2: could not audit.
+    Audit {
+        /// The relay's URL: ws://HOST:PORT or http://HOST:PORT (TLS is not supported).
+        url: String,
+        /// JSON file with the latest checkpoint an earlier audit saw: the relay's log must
+        /// extend it. Created or updated when the audit succeeds.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// How many of the newest events to fetch over WebSocket and prove in the log.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        sample: u32,
+    },
 }
 
 /// Entry point of the binary; returns a failure exit code with a message on error.
@@ -63,18 +76,19 @@ pub fn main() -> ExitCode {
                 if let Some(db) = db {
                     cfg.db = db;
                 }
-                crate::server::serve(cfg).await
+                crate::server::serve(cfg).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Migrate { db } => {
                 let store = crate::store::Store::open(&db, &Default::default()).await?;
                 store.close().await;
                 println!("migrations applied to {db}");
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             }
+            Command::Audit { url, state, sample } => Ok(crate::audit::run(&url, state.as_deref(), sample).await),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

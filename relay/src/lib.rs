@@ -13,6 +13,7 @@
 //! Reads go `socket → protocol → store::query`. `server` wires the stages together and serves
 //! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`) on the same port as the WebSocket.
 
+pub mod audit;
 pub mod auth;
 pub mod checkpoint;
 pub mod cli;

@@ -47,7 +47,7 @@ where
     }
     let size = size_on::<DB, _>(&mut *conn).await?;
     let needed = Frontier::nodes_needed(size);
-    let found = nodes_on::<DB, _>(&mut *conn, dialect, &needed).await?;
+    let found = nodes_on::<DB>(conn, dialect, &needed).await?;
     let hashes = needed
         .iter()
         .map(|id| found.get(id).copied().ok_or_else(|| sqlx::Error::Protocol(format!("log node {id} is missing"))))
@@ -74,6 +74,8 @@ where
         }
         q.execute(&mut *conn).await?;
     }
+    // Leaf hashes (level 0) are not stored: they are recomputed from log_leaves.
+    nodes.retain(|(id, _)| id.level > 0);
     for chunk in nodes.chunks(500) {
         let mut sql = String::from("INSERT INTO log_nodes (level, idx, hash) VALUES ");
         for i in 0..chunk.len() {
@@ -105,28 +107,43 @@ where
     Ok(row.try_get::<i64, _>(0)? as u64)
 }
 
-/// The stored nodes among `ids` (one query).
-pub async fn nodes_on<'e, DB, E>(exec: E, dialect: Dialect, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, sqlx::Error>
+/// The stored nodes among `ids` (one query for leaves, one for inner nodes).
+pub async fn nodes_on<DB>(conn: &mut DB::Connection, dialect: Dialect, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, sqlx::Error>
 where
     DB: Database,
     DB::Arguments: sqlx::IntoArguments<DB>,
-    E: Executor<'e, Database = DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
     for<'t> Vec<u8>: Decode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
+    let mut out = HashMap::with_capacity(ids.len());
+    let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|id| id.level == 0);
+    if !leaves.is_empty() {
+        let list: Vec<String> = (0..leaves.len()).map(|i| ph(dialect, i + 1)).collect();
+        let sql = format!("SELECT idx, event_id, received_at FROM log_leaves WHERE idx IN ({})", list.join(","));
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for id in &leaves {
+            q = q.bind(id.index as i64);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let (index, event_id, received): (i64, Vec<u8>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if let Ok(event_id) = <[u8; 32]>::try_from(event_id.as_slice()) {
+                out.insert(NodeId::new(0, index as u64), dephy_log::event_leaf_hash(&event_id, received as u64));
+            }
+        }
+    }
+    if inner.is_empty() {
+        return Ok(out);
     }
     let conds: Vec<String> =
-        (0..ids.len()).map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2))).collect();
+        (0..inner.len()).map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2))).collect();
     let sql = format!("SELECT level, idx, hash FROM log_nodes WHERE {}", conds.join(" OR "));
     let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-    for id in ids {
+    for id in &inner {
         q = q.bind(id.level as i64).bind(id.index as i64);
     }
-    let mut out = HashMap::with_capacity(ids.len());
-    for row in q.fetch_all(exec).await? {
+    for row in q.fetch_all(&mut *conn).await? {
         let (level, index, hash): (i64, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         if let Ok(hash) = <Hash>::try_from(hash.as_slice()) {
             out.insert(NodeId::new(level as u8, index as u64), hash);
@@ -145,8 +162,18 @@ where
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let sql = format!("SELECT idx, received_at FROM log_leaves WHERE event_id = {} ORDER BY idx LIMIT 1", ph(dialect, 1));
-    let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(event_id.to_vec()).fetch_optional(exec).await?;
+    let sql = format!(
+        "SELECT idx, received_at FROM log_leaves WHERE seq IN \
+         (SELECT seq FROM events WHERE id = {} UNION ALL SELECT seq FROM log_tombstones WHERE event_id = {}) \
+         ORDER BY idx LIMIT 1",
+        ph(dialect, 1),
+        ph(dialect, 2)
+    );
+    let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+        .bind(event_id.to_vec())
+        .bind(event_id.to_vec())
+        .fetch_optional(exec)
+        .await?;
     row.map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()
 }
 

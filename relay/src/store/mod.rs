@@ -332,7 +332,10 @@ impl Store {
 
     async fn log_nodes(&self, ids: &[dephy_log::NodeId]) -> Result<std::collections::HashMap<dephy_log::NodeId, dephy_log::Hash>, StoreError> {
         let dialect = self.dialect();
-        Ok(with_pool!(self, read pool => log::nodes_on(pool, dialect, ids).await)?)
+        Ok(match self {
+            Store::Sqlite(s) => log::nodes_on::<sqlx::Sqlite>(&mut *s.reader.acquire().await?, dialect, ids).await,
+            Store::Postgres(s) => log::nodes_on::<sqlx::Postgres>(&mut *s.pool.acquire().await?, dialect, ids).await,
+        }?)
     }
 
     /// Root hash of the first `size` leaves.

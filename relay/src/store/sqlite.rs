@@ -92,7 +92,7 @@ impl SqliteStore {
     /// Copies committed WAL frames into the database file, off the write path, until the
     /// store is closed. PASSIVE never blocks the writer or readers.
     async fn checkpoint_wal(self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
             if self.checkpointer.is_closed() {
