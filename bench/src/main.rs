@@ -11,6 +11,7 @@ mod idle;
 mod ingest;
 mod populate;
 mod proc_status;
+mod proofs;
 mod req;
 mod rlimit;
 mod sender;
@@ -54,6 +55,8 @@ enum Command {
     Fanout(fanout::Args),
     /// Hold many idle connections open and report the relay's memory.
     Idle(idle::Args),
+    /// Verifiable-log proof latency over HTTP (inclusion and consistency).
+    Proofs(proofs::Args),
 }
 
 /// Clap value parser for counts that must be at least 1.
@@ -94,5 +97,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Req(args) => req::run(url, args).await,
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
+        Command::Proofs(args) => proofs::run(url, args).await,
     }
 }
