@@ -41,15 +41,20 @@ pub fn verify(event: &Event, challenge: &str, relay_url: Option<&str>, host: Opt
     let Some(url) = tag("relay") else {
         return Err("invalid: AUTH event has no relay tag".into());
     };
-    let ok = match (relay_url, host) {
-        (Some(expected), _) => same_relay(url, expected),
-        (None, Some(host)) => url_host(url).eq_ignore_ascii_case(host),
-        (None, None) => true,
-    };
-    if !ok {
+    if !names_relay(url, relay_url, host) {
         return Err(format!("invalid: AUTH relay tag {url:?} does not name this relay"));
     }
     Ok(event.pubkey)
+}
+
+/// Whether `url` names this relay: the configured public URL if there is one, else the host
+/// (and port) the client connected to.
+pub fn names_relay(url: &str, relay_url: Option<&str>, host: Option<&str>) -> bool {
+    match (relay_url, host) {
+        (Some(expected), _) => same_relay(url, expected),
+        (None, Some(host)) => url_host(url).eq_ignore_ascii_case(host),
+        (None, None) => true,
+    }
 }
 
 /// `host[:port]` of a ws(s) URL.

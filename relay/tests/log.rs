@@ -1,6 +1,7 @@
 //! The verifiable log over HTTP: inclusion and consistency proofs checked with the shared
 //! `dephy-log` verifier, leaves that outlive deleted events, signed checkpoints, session chains
-//! (`prev` forks), the session replay endpoint, and 4xx answers. Both backends.
+//! (`prev` forks), the session replay endpoint, NIP-62 request to vanish, and 4xx answers.
+//! Both backends.
 
 #[macro_use]
 mod common;
@@ -17,6 +18,7 @@ backend_tests!(
     checkpoints_are_signed_and_published,
     session_chains_reject_forks,
     log_api_rejects_bad_parameters,
+    nip62_vanish_keeps_leaves,
 );
 
 fn hash(v: &Value) -> Hash {
@@ -198,4 +200,35 @@ async fn log_api_rejects_bad_parameters(backend: Backend) {
     assert_eq!(status, 404, "{body}");
     let (status, _) = get(&relay, "/log/checkpoint").await;
     assert_eq!(status, 404, "no checkpoint yet");
+}
+
+async fn nip62_vanish_keeps_leaves(backend: Backend) {
+    let (_db, relay) = Relay::start(backend, "").await;
+    let mut c = relay.connect().await;
+    let (alice, bob) = (Keys::generate(), Keys::generate());
+    let t = now() - 100;
+    let a: Vec<Event> = (0..3).map(|i| dephy(&alice, &format!("a{i}"), &[&["s", "v"]], t + i)).collect();
+    let b = dephy(&bob, "b", &[&["s", "v"]], t);
+    for e in a.iter().chain([&b]) {
+        c.publish_ok(e).await;
+    }
+    let size_before = get(&relay, "/log/entries?start=0&end=10").await.1["tree_size"].as_u64().unwrap();
+
+    // A request naming another relay is refused; one naming this relay is honoured.
+    let elsewhere = sign(&alice, 62, "", &[&["relay", "wss://elsewhere.example"]], Some(t + 10));
+    c.publish_refused(&elsewhere, "invalid:").await;
+    let vanish = sign(&alice, 62, "bye", &[&["relay", &relay.url()]], Some(t + 10));
+    c.publish_ok(&vanish).await;
+
+    let left = c.req_ids("all", &[json!({"kinds": [DEPHY_KIND]})]).await;
+    assert_eq!(left, vec![b.id.to_hex()], "alice's events are gone, bob's stay");
+    c.publish_refused(&a[0], "blocked:").await;
+    let later = dephy(&alice, "back", &[], now());
+    c.publish_ok(&later).await;
+
+    // The log kept every leaf: old proofs for vanished events still verify.
+    let (_, body) = get(&relay, "/log/entries?start=0&end=100").await;
+    assert_eq!(body["tree_size"].as_u64().unwrap(), size_before + 2, "vanish request + later event appended, nothing removed");
+    let proof = inclusion(&relay, &a[1].id.to_hex(), size_before).await;
+    verify_inclusion(&proof);
 }

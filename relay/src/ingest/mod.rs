@@ -40,6 +40,8 @@ impl Submitted {
 pub struct Sender<'a> {
     pub ip: IpAddr,
     pub authed: &'a HashSet<PublicKey>,
+    /// The HTTP Host the client connected to.
+    pub host: Option<&'a str>,
 }
 
 /// The shared ingest stage.
@@ -73,6 +75,9 @@ impl Ingest {
             return Submitted::reject(msg);
         }
         if let Err(msg) = policy::check_auth(&event, from.authed, &self.cfg.auth) {
+            return Submitted::reject(msg);
+        }
+        if let Err(msg) = policy::check_vanish(&event, self.cfg.relay_url.as_deref(), from.host) {
             return Submitted::reject(msg);
         }
         if !self.rates.event_by_author(event.pubkey.to_bytes()) {

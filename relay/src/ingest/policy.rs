@@ -43,6 +43,19 @@ pub fn check_event(event: &Event, now: i64, l: &LimitsConfig) -> Result<(), Stri
     Ok(())
 }
 
+/// NIP-62: a request to vanish must name this relay (`relay_url`, or else the host the client
+/// connected to) or `ALL_RELAYS` in a `relay` tag.
+pub fn check_vanish(event: &Event, relay_url: Option<&str>, host: Option<&str>) -> Result<(), String> {
+    if event.kind != Kind::from(62u16) {
+        return Ok(());
+    }
+    let names_us = event.tags.iter().any(|t| match t.as_slice() {
+        [n, v, ..] if n == "relay" => v == "ALL_RELAYS" || crate::auth::names_relay(v, relay_url, host),
+        _ => false,
+    });
+    if names_us { Ok(()) } else { Err("invalid: request to vanish does not name this relay (relay tag)".into()) }
+}
+
 /// NIP-42 write requirement and NIP-70 protected events.
 pub fn check_auth(event: &Event, authed: &HashSet<PublicKey>, a: &AuthConfig) -> Result<(), String> {
     if a.required_for_write && authed.is_empty() {

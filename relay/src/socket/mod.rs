@@ -191,7 +191,7 @@ impl Connection {
         match msg {
             ClientMessage::Event { event, raw_len } => {
                 let id = event.id;
-                let from = ingest::Sender { ip: self.ip, authed: &self.authed };
+                let from = ingest::Sender { ip: self.ip, authed: &self.authed, host: self.host.as_deref() };
                 match self.state.ingest.submit(event, raw_len, from).await {
                     Submitted::Done { accepted, message } => send(sink, out::ok(&id.to_hex(), accepted, &message)).await,
                     Submitted::Pending(rx) => {

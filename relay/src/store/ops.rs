@@ -49,6 +49,7 @@ pub struct WriteSql {
     chain_head: String,
     delete_own_by_id: String,
     delete_own_by_coord: String,
+    delete_all_before: String,
     record_deletion: String,
     dialect: Dialect,
 }
@@ -60,17 +61,18 @@ impl WriteSql {
             Dialect::Sqlite => s.replace('$', "?"),
         };
         Self {
-            blocked: d("SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target = $3 AND created_at >= $4)) LIMIT 1"),
+            blocked: d("SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target IN ($3, 'vanish') AND created_at >= $4)) LIMIT 1"),
             existing_replaceable: d("SELECT seq, created_at, id FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3"),
             delete_event_seq: d("DELETE FROM events WHERE seq = $1"),
             delete_tags_seq: d("DELETE FROM tags WHERE seq = $1"),
             insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $9 OR (target = $10 AND created_at >= $4))) \
+                WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $9 OR (target IN ($10, 'vanish') AND created_at >= $4))) \
                 ON CONFLICT (id) DO NOTHING RETURNING seq"),
             exists_id: d("SELECT 1 FROM events WHERE id = $1"),
             chain_head: d("SELECT head FROM chain_heads WHERE pubkey = $1 AND session = $2"),
             delete_own_by_id: d("DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq"),
+            delete_all_before: d("DELETE FROM events WHERE pubkey = $1 AND created_at <= $2 AND id <> $3 RETURNING seq"),
             delete_own_by_coord: d("DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq"),
             record_deletion: d("INSERT INTO deletions (target, pubkey, created_at) VALUES ($1, $2, $3) \
                 ON CONFLICT (target, pubkey) DO UPDATE SET created_at = \
@@ -95,6 +97,9 @@ impl WriteSql {
     }
 }
 
+/// NIP-62 request to vanish.
+pub const VANISH_KIND: i64 = 62;
+
 /// Events per multi-row INSERT (8 parameters each, well under both backends' limits).
 const BULK_EVENTS: usize = 500;
 /// Tag rows per multi-row INSERT (6 parameters each).
@@ -103,7 +108,12 @@ const BULK_TAGS: usize = 1000;
 /// Whether an event can take the bulk path: a regular kind that deletes nothing. Replaceable,
 /// addressable and deletion events need per-event reads and go through [`write_one`].
 pub fn is_plain(ev: &IndexedEvent) -> bool {
-    ev.dtag.is_none() && ev.deletes_ids.is_empty() && ev.deletes_coords.is_empty() && ev.kind != 5 && ev.prev.is_none()
+    ev.dtag.is_none()
+        && ev.deletes_ids.is_empty()
+        && ev.deletes_coords.is_empty()
+        && ev.kind != 5
+        && ev.kind != VANISH_KIND
+        && ev.prev.is_none()
 }
 
 /// Writes a run of plain events with one INSERT per chunk (and one per chunk of tags),
@@ -149,7 +159,8 @@ where
             sql.push(')');
         }
         sql.push_str(
-            ") AS v WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 AND d.target = v.column8) \
+            ") AS v WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 \
+             AND (d.target = v.column8 OR (d.target = 'vanish' AND d.created_at >= v.column4))) \
              ON CONFLICT (id) DO NOTHING RETURNING seq, id",
         );
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
@@ -421,6 +432,20 @@ where
             delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
         }
         record_deletion::<DB>(conn, sql, hex::encode(id), ev).await?;
+    }
+    // NIP-62: everything the author published up to the request goes, and stays gone; the
+    // log keeps its leaves.
+    if ev.kind == VANISH_KIND {
+        let gone = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_all_before.as_str()))
+            .bind(ev.pubkey.to_vec())
+            .bind(ev.created_at)
+            .bind(ev.id.to_vec())
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in gone {
+            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
+        }
+        record_deletion::<DB>(conn, sql, "vanish".to_string(), ev).await?;
     }
     for (kind, coordinate) in &ev.deletes_coords {
         let d = coordinate.splitn(3, ':').nth(2).unwrap_or_default().to_string();
