@@ -5,6 +5,8 @@
 //! - `GET /log/proof/inclusion?id=<event id>&tree_size=N`: RFC 9162 inclusion proof.
 //! - `GET /log/proof/consistency?first=N&second=M`: RFC 9162 consistency proof.
 //! - `GET /log/entries?start=S&end=E`: leaves `[S, E)`: index, arrival seq, event id, receive time.
+//! - `GET /events?after=SEQ&limit=N`: the catch-up cursor: stored events with a higher arrival
+//!   sequence, in arrival order, each with its `seq` (over WebSocket: `after_seq` in a filter).
 //! - `GET /sessions/{author}/{session}/events?after=SEQ&limit=N`: one (author, `s`) chain in
 //!   arrival order with each event's arrival seq and log position, for replay.
 //!
@@ -186,6 +188,33 @@ pub async fn session_events(
                 })
                 .collect();
             Json(json!({ "author": author, "session": session, "events": events })).into_response()
+        }
+        Err(e) => log_error(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    after: i64,
+    limit: Option<u64>,
+}
+
+pub async fn events_after(State(state): State<Arc<AppState>>, q: Result<Query<AfterQuery>, QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "need after=<arrival sequence number> and optionally limit=<integer>");
+    };
+    let limit = q.limit.unwrap_or(MAX_PAGE);
+    if q.after < 0 || limit == 0 || limit > MAX_PAGE {
+        return error(StatusCode::BAD_REQUEST, format!("need after >= 0 and limit 1 to {MAX_PAGE}"));
+    }
+    let filter = nostr::Filter::new().limit(limit as usize);
+    match state.store.query(&[filter], limit as usize, limit as usize, Some(q.after)).await {
+        Ok(events) => {
+            let events: Vec<Value> = events
+                .into_iter()
+                .map(|e| json!({ "seq": e.seq, "event": serde_json::from_str::<Value>(&e.json).unwrap_or(Value::Null) }))
+                .collect();
+            Json(json!({ "events": events })).into_response()
         }
         Err(e) => log_error(e.into()),
     }

@@ -11,8 +11,10 @@ use serde_json::value::RawValue;
 pub enum ClientMessage {
     /// `["EVENT", <event>]`; `raw_len` is the size of the event's JSON as received.
     Event { event: Box<Event>, raw_len: usize },
-    /// `["REQ", <sub id>, <filter>...]`
-    Req { sub_id: String, filters: Vec<Filter> },
+    /// `["REQ", <sub id>, <filter>...]`; `after_seq` is this relay's catch-up cursor extension
+    /// (a filter field): only events with a higher arrival sequence, oldest first, each EVENT
+    /// carrying `{"seq": N}` as a fourth element.
+    Req { sub_id: String, filters: Vec<Filter>, after_seq: Option<i64> },
     /// `["COUNT", <sub id>, <filter>...]` (NIP-45)
     Count { sub_id: String, filters: Vec<Filter> },
     /// `["CLOSE", <sub id>]`
@@ -94,10 +96,15 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
             if raw_filters.len() > max_filters {
                 return Err(bad(format!("too many filters (max {max_filters})")));
             }
-            let filters = raw_filters
+            let parsed = raw_filters
                 .iter()
                 .map(|raw| parse_filter(raw.get()).map_err(&bad))
                 .collect::<Result<Vec<_>, _>>()?;
+            let after_seq = parsed[0].1;
+            if parsed.iter().any(|(_, a)| *a != after_seq) {
+                return Err(bad("after_seq must be the same in every filter of a REQ".into()));
+            }
+            let filters: Vec<Filter> = parsed.into_iter().map(|(f, _)| f).collect();
             if let Some(n) = filters.iter().map(filter_values).find(|n| *n > max_values) {
                 return Err(bad(format!("a filter has {n} values, the limit is {max_values}; split it")));
             }
@@ -106,7 +113,7 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
                 return Err(bad(format!("COUNT filters have {total} values, the limit is {}", 3 * max_values)));
             }
             Ok(if kind == "REQ" {
-                ClientMessage::Req { sub_id, filters }
+                ClientMessage::Req { sub_id, filters, after_seq }
             } else {
                 ClientMessage::Count { sub_id, filters }
             })
@@ -149,7 +156,7 @@ fn parse_sub_id(raw: &RawValue, max_len: usize) -> Result<String, ParseError> {
 
 /// Parses a filter, rejecting what NIP-01 does not allow (nostr's parser is lenient about
 /// unknown keys, which we keep, but tag values must be strings and fields well-typed).
-fn parse_filter(json: &str) -> Result<Filter, String> {
+fn parse_filter(json: &str) -> Result<(Filter, Option<i64>), String> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let obj = value.as_object().ok_or("a filter must be a JSON object")?;
     for (key, v) in obj {
@@ -158,6 +165,7 @@ fn parse_filter(json: &str) -> Result<Filter, String> {
             "ids" | "authors" => v.as_array().is_some_and(|a| a.iter().all(is_hex64)),
             "kinds" => v.as_array().is_some_and(|a| a.iter().all(|k| k.as_u64().is_some_and(|k| k <= 65535))),
             "since" | "until" | "limit" => v.as_u64().is_some(),
+            "after_seq" => v.as_i64().is_some_and(|s| s >= 0),
             "search" => v.is_string(),
             _ if is_tag => v.as_array().is_some_and(|a| a.iter().all(|s| s.is_string())),
             _ => true,
@@ -169,7 +177,8 @@ fn parse_filter(json: &str) -> Result<Filter, String> {
     if obj.contains_key("search") {
         return Err("search (NIP-50) is not supported".into());
     }
-    Filter::from_json(json).map_err(|e| e.to_string())
+    let after_seq = obj.get("after_seq").and_then(serde_json::Value::as_i64);
+    Ok((Filter::from_json(json).map_err(|e| e.to_string())?, after_seq))
 }
 
 fn is_hex64(v: &serde_json::Value) -> bool {
@@ -184,6 +193,11 @@ pub mod out {
 
     pub fn event(sub_id: &str, event_json: &str) -> String {
         format!("[\"EVENT\",{},{}]", quote(sub_id), event_json)
+    }
+
+    /// An EVENT for a cursor subscription: the arrival sequence rides as a fourth element.
+    pub fn event_with_seq(sub_id: &str, event_json: &str, seq: i64) -> String {
+        format!("[\"EVENT\",{},{},{{\"seq\":{}}}]", quote(sub_id), event_json, seq)
     }
 
     pub fn ok(id: &str, accepted: bool, message: &str) -> String {
@@ -218,6 +232,15 @@ mod tests {
     const B: Bounds = Bounds { max_filters: 8, max_subid: 64, max_values: 3 };
 
     #[test]
+    fn after_seq_is_a_cursor_for_the_whole_req() {
+        let msg = parse(r##"["REQ","c",{"#s":["x"],"after_seq":42},{"kinds":[1],"after_seq":42}]"##, B).unwrap();
+        assert!(matches!(msg, ClientMessage::Req { after_seq: Some(42), .. }));
+        let err = parse(r##"["REQ","c",{"after_seq":1},{"after_seq":2}]"##, B).unwrap_err();
+        assert!(err.to_string().contains("same in every filter"), "{err}");
+        assert!(parse(r##"["REQ","c",{"after_seq":-1}]"##, B).is_err());
+    }
+
+    #[test]
     fn bounds_values_per_filter() {
         let err = parse(r##"["REQ","s",{"#p":["a","b","c","d"]}]"##, B).unwrap_err();
         assert!(err.to_string().starts_with("invalid: a filter has 4 values"), "{err}");
@@ -244,7 +267,8 @@ mod tests {
     #[test]
     fn parses_req_with_tag_filters() {
         let msg = parse(r##"["REQ","x",{"kinds":[1573],"#s":["a"],"limit":1}]"##, B).unwrap();
-        let ClientMessage::Req { sub_id, filters } = msg else { panic!("not a REQ") };
+        let ClientMessage::Req { sub_id, filters, after_seq } = msg else { panic!("not a REQ") };
+        assert_eq!(after_seq, None);
         assert_eq!(sub_id, "x");
         assert_eq!(filters[0].limit, Some(1));
     }

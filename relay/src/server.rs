@@ -99,6 +99,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .route("/log/proof/inclusion", get(crate::logapi::inclusion))
         .route("/log/proof/consistency", get(crate::logapi::consistency))
         .route("/log/entries", get(crate::logapi::entries))
+        .route("/events", get(crate::logapi::events_after))
         .route("/sessions/{author}/{session}/events", get(crate::logapi::session_events))
         .with_state(state.clone());
     let signal = shutdown_signal(shutdown.clone());

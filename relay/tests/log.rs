@@ -19,6 +19,7 @@ backend_tests!(
     session_chains_reject_forks,
     log_api_rejects_bad_parameters,
     nip62_vanish_keeps_leaves,
+    catch_up_cursor,
 );
 
 fn hash(v: &Value) -> Hash {
@@ -231,4 +232,45 @@ async fn nip62_vanish_keeps_leaves(backend: Backend) {
     assert_eq!(body["tree_size"].as_u64().unwrap(), size_before + 2, "vanish request + later event appended, nothing removed");
     let proof = inclusion(&relay, &a[1].id.to_hex(), size_before).await;
     verify_inclusion(&proof);
+}
+
+async fn catch_up_cursor(backend: Backend) {
+    let (_db, relay) = Relay::start(backend, "").await;
+    let mut c = relay.connect().await;
+    let keys = Keys::generate();
+    // created_at deliberately out of order: the cursor follows arrival, not created_at.
+    let evs: Vec<Event> = [50, 10, 40, 20, 30].iter().map(|d| dephy(&keys, "c", &[&["s", "cur"]], now() - d)).collect();
+    for e in &evs {
+        c.publish_ok(e).await;
+    }
+    let (_, body) = get(&relay, "/events?after=0&limit=10").await;
+    let all: Vec<(i64, String)> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["seq"].as_i64().unwrap(), e["event"]["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(all.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), hex_ids(&evs.iter().collect::<Vec<_>>()), "arrival order");
+    let cursor = all[1].0;
+
+    // Over WebSocket: after_seq in the filter, each EVENT carries its seq; live ones too.
+    c.send_json(&json!(["REQ", "cur", {"#s": ["cur"], "after_seq": cursor}])).await;
+    let mut got = Vec::new();
+    loop {
+        let msg = c.recv_matching("cursor results", |m| m[1] == json!("cur")).await;
+        if msg[0] == json!("EOSE") {
+            break;
+        }
+        got.push((msg[3]["seq"].as_i64().expect("seq as 4th element"), msg[2]["id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(got, all[2..].to_vec(), "everything after the cursor, oldest first, with sequence numbers");
+    let live = dephy(&keys, "live", &[&["s", "cur"]], now() - 100);
+    let mut p = relay.connect().await;
+    p.publish_ok(&live).await;
+    let msg = c.recv_matching("live cursor event", |m| m[0] == json!("EVENT") && m[1] == json!("cur")).await;
+    assert_eq!(msg[2]["id"], json!(live.id.to_hex()));
+    assert!(msg[3]["seq"].as_i64().unwrap() > all[4].0, "live events carry their (higher) sequence");
+
+    let (status, _) = get(&relay, "/events?after=-1").await;
+    assert_eq!(status, 400);
 }

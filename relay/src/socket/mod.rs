@@ -43,6 +43,8 @@ struct Connection {
     /// Per subscription: stored results that may also arrive live (committed after the
     /// subscription was registered); skipped when they do.
     dedup: HashMap<Arc<str>, HashSet<i64>>,
+    /// Subscriptions opened with the `after_seq` cursor: their EVENTs carry the sequence.
+    cursors: HashSet<Arc<str>>,
     pending: FuturesUnordered<PendingAck>,
 }
 
@@ -58,6 +60,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Op
         id,
         subscriber,
         dedup: HashMap::new(),
+        cursors: HashSet::new(),
         pending: FuturesUnordered::new(),
     };
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
@@ -170,7 +173,10 @@ impl Connection {
         {
             return Ok(());
         }
-        send(sink, out::event(&sub, &json)).await
+        match seq {
+            Some(seq) if self.cursors.contains(&sub) => send(sink, out::event_with_seq(&sub, &json, seq)).await,
+            _ => send(sink, out::event(&sub, &json)).await,
+        }
     }
 
     async fn on_text(&mut self, sink: &mut Sink, text: &str) -> Result<(), axum::Error> {
@@ -202,11 +208,12 @@ impl Connection {
                     }
                 }
             }
-            ClientMessage::Req { sub_id, filters } => self.on_req(sink, sub_id, filters).await,
+            ClientMessage::Req { sub_id, filters, after_seq } => self.on_req(sink, sub_id, filters, after_seq).await,
             ClientMessage::Count { sub_id, filters } => self.on_count(sink, sub_id, filters).await,
             ClientMessage::Close { sub_id } => {
                 self.subscriber.remove(&sub_id);
                 self.dedup.remove(sub_id.as_str());
+                self.cursors.remove(sub_id.as_str());
                 Ok(())
             }
             ClientMessage::Auth { event } => {
@@ -244,7 +251,13 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_req(&mut self, sink: &mut Sink, sub_id: String, filters: Vec<Filter>) -> Result<(), axum::Error> {
+    async fn on_req(
+        &mut self,
+        sink: &mut Sink,
+        sub_id: String,
+        filters: Vec<Filter>,
+        after_seq: Option<i64>,
+    ) -> Result<(), axum::Error> {
         if let Err(msg) = self.read_allowed() {
             return send(sink, out::closed(&sub_id, &msg)).await;
         }
@@ -252,6 +265,7 @@ impl Connection {
         let max = self.state.cfg.limits.max_subscriptions;
         if self.subscriber.remove(&sub) {
             self.dedup.remove(&sub);
+            self.cursors.remove(&sub);
         } else if self.subscriber.len() >= max {
             let msg = format!("blocked: too many open subscriptions (max {max}); CLOSE one first");
             return send(sink, out::closed(&sub, &msg)).await;
@@ -265,7 +279,7 @@ impl Connection {
 
         let limits = &self.state.cfg.limits;
         let started = Instant::now();
-        let result = self.state.store.query(&filters, limits.default_limit, limits.max_limit).await;
+        let result = self.state.store.query(&filters, limits.default_limit, limits.max_limit, after_seq).await;
         metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
         let events = match result {
             Ok(events) => events,
@@ -280,7 +294,14 @@ impl Connection {
             if e.seq > dispatched {
                 maybe_live.insert(e.seq);
             }
-            sink.feed(Message::Text(out::event(&sub, &e.json).into())).await?;
+            let text = match after_seq {
+                Some(_) => out::event_with_seq(&sub, &e.json, e.seq),
+                None => out::event(&sub, &e.json),
+            };
+            sink.feed(Message::Text(text.into())).await?;
+        }
+        if after_seq.is_some() {
+            self.cursors.insert(sub.clone());
         }
         if !maybe_live.is_empty() {
             self.dedup.insert(sub.clone(), maybe_live);

@@ -275,12 +275,14 @@ impl Store {
         }
     }
 
-    /// Stored events matching any of `filters`, newest first per filter, without duplicates.
+    /// Stored events matching any of `filters`, newest first per filter, without duplicates;
+    /// with a cursor, only events after arrival sequence `after`, in arrival order.
     pub async fn query(
         &self,
         filters: &[Filter],
         default_limit: usize,
         max_limit: usize,
+        after: Option<i64>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let now = now_secs();
         let mut seen = std::collections::HashSet::new();
@@ -290,12 +292,15 @@ impl Store {
             if limit == 0 {
                 continue;
             }
-            let built = sql::select(filter, limit, now, self.dialect());
+            let built = sql::select(filter, limit, now, after, self.dialect());
             let rows = match self {
                 Self::Sqlite(s) => s.fetch_events(built).await?,
                 Self::Postgres(s) => s.fetch_events(built).await?,
             };
             out.extend(rows.into_iter().filter(|e| seen.insert(e.seq)));
+        }
+        if after.is_some() {
+            out.sort_by_key(|e| e.seq);
         }
         Ok(out)
     }

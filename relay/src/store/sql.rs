@@ -186,12 +186,17 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     (sql, order)
 }
 
-/// `SELECT seq, json` for one filter, newest first, at most `limit` rows.
-pub fn select(f: &Filter, limit: usize, now: i64, dialect: Dialect) -> Built {
+/// `SELECT seq, json` for one filter, newest first, at most `limit` rows; with a cursor, only
+/// events after arrival sequence `after`, oldest first.
+pub fn select(f: &Filter, limit: usize, now: i64, after: Option<i64>, dialect: Dialect) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
     let (fw, order) = from_where(&mut b, f, now);
+    let (cursor, order) = match after {
+        Some(seq) => (format!(" AND e.seq > {}", b.bind(Param::Int(seq))), "ORDER BY e.seq ASC"),
+        None => (String::new(), order.clause()),
+    };
     let limit = b.bind(Param::Int(limit as i64));
-    let sql = format!("SELECT e.seq, e.raw{fw} {} LIMIT {limit}", order.clause());
+    let sql = format!("SELECT e.seq, e.raw{fw}{cursor} {order} LIMIT {limit}");
     Built { sql, params: b.params }
 }
 
@@ -220,7 +225,7 @@ mod tests {
             r##"{"kinds":[1573],"#s":["sess"],"#p":["aa"],"authors":["79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"],"until":100,"limit":1}"##,
         )
         .unwrap();
-        let built = select(&f, 1, 50, Dialect::Postgres);
+        let built = select(&f, 1, 50, None, Dialect::Postgres);
         assert!(built.sql.contains("JOIN tags t ON t.seq = e.seq AND t.name = $1 AND t.value = $2"), "{}", built.sql);
         assert_eq!(built.params[0], Param::Text("p".into()));
         assert!(built.sql.contains("ORDER BY t.created_at DESC, t.idp ASC"));
