@@ -20,7 +20,7 @@ use crate::config::StoreConfig;
 use crate::fanout::Delivery;
 
 /// Advisory lock key serializing writers ("DePHY" in ASCII).
-const WRITE_LOCK: i64 = 0x4465_5048_59;
+const WRITE_LOCK: i64 = 0x0044_6550_4859;
 const STORED_CHANNEL: &str = "dephy_relay_stored";
 const EPHEMERAL_CHANNEL: &str = "dephy_relay_ephemeral";
 /// NOTIFY payloads must stay below 8000 bytes.
