@@ -37,8 +37,12 @@ enum Command {
         #[arg(long, env = "DEPHY_RELAY_DB")]
         db: String,
     },
-    /// Audit a relay's verifiable log: checkpoints, consistency with an earlier audit, and
-    /// inclusion of the events it serves. Exit code 0: OK, 1: failed, 2: could not audit.
+    /// Audit a running relay's verifiable log from the outside.
+    ///
+    /// Checks every signed checkpoint and the consistency proofs between them, that the log
+    /// extends the checkpoint an earlier audit saw (--state), and that the newest events served
+    /// over WebSocket and the log's leaves are proven in the latest checkpoint.
+    /// Exit code 0: OK; 1: a check failed; 2: the audit could not run.
     Audit {
         /// The relay's URL: ws://HOST:PORT or http://HOST:PORT (TLS is not supported).
         url: String,

@@ -74,7 +74,10 @@ async fn publish_checkpointed(relay: &Relay, prefix: &str, n: u64) -> Vec<Event>
         if status == 200 && body["tree_size"].as_u64() >= Some(size) {
             return events;
         }
-        assert!(Instant::now() < deadline, "no checkpoint of tree_size >= {size} within {CHECKPOINT_TIMEOUT:?}: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint of tree_size >= {size} within {CHECKPOINT_TIMEOUT:?}: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -121,7 +124,11 @@ async fn healthy_relay_passes_twice(backend: Backend) {
     publish_checkpointed(&relay, "more-", 5).await;
     let second = audit_relay(&relay, &state).await;
     assert_eq!(second.code, Some(0), "{}", second.output);
-    assert!(second.output.contains(&format!("extends the one seen earlier (tree_size {first_size} -> ")), "{}", second.output);
+    assert!(
+        second.output.contains(&format!("extends the one seen earlier (tree_size {first_size} -> ")),
+        "{}",
+        second.output
+    );
     assert!(saved_state(&state)["tree_size"].as_u64() > Some(first_size));
 }
 

@@ -93,9 +93,9 @@ pub struct Response {
 
 /// `GET path` (relative to the endpoint's base path) with the given `Accept` header.
 pub async fn get(endpoint: &Endpoint, path: &str, accept: &str) -> io::Result<Response> {
-    tokio::time::timeout(REQUEST_TIMEOUT, request(endpoint, path, accept))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no complete response within {REQUEST_TIMEOUT:?}")))?
+    tokio::time::timeout(REQUEST_TIMEOUT, request(endpoint, path, accept)).await.map_err(|_| {
+        io::Error::new(io::ErrorKind::TimedOut, format!("no complete response within {REQUEST_TIMEOUT:?}"))
+    })?
 }
 
 async fn request(endpoint: &Endpoint, path: &str, accept: &str) -> io::Result<Response> {

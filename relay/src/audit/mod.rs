@@ -138,7 +138,9 @@ async fn relay_key(endpoint: &Endpoint) -> Result<PublicKey> {
     }
     let info: RelayInfo = serde_json::from_slice(&response.body).map_err(|e| not_a_relay(e.to_string()))?;
     info.pubkey.ok_or_else(|| {
-        AuditError::Incomplete("the relay's NIP-11 document has no pubkey to authenticate its checkpoints with".to_string())
+        AuditError::Incomplete(
+            "the relay's NIP-11 document has no pubkey to authenticate its checkpoints with".to_string(),
+        )
     })
 }
 
@@ -299,7 +301,10 @@ impl Relay {
     /// Authenticates a checkpoint event with the relay's key.
     fn authenticate(&self, event: &Event) -> Result<Checkpoint> {
         Checkpoint::from_event(event, Some(&self.key)).map_err(|e| {
-            AuditError::Failed(format!("checkpoint event {} is not a checkpoint signed by the relay's key: {e}", event.id))
+            AuditError::Failed(format!(
+                "checkpoint event {} is not a checkpoint signed by the relay's key: {e}",
+                event.id
+            ))
         })
     }
 
@@ -390,8 +395,7 @@ impl Relay {
         if next.tree_size == prev.tree_size && next.root_hash != prev.root_hash {
             return Err(AuditError::Failed(describe("has the same size but not the same root as")));
         }
-        self.check_extension(prev, next, |e| format!("{}: {e}", describe("is not consistent with the earlier")))
-            .await
+        self.check_extension(prev, next, |e| format!("{}: {e}", describe("is not consistent with the earlier"))).await
     }
 
     /// Step 3: the latest checkpoint extends the one an earlier audit saw.
@@ -604,7 +608,9 @@ impl Relay {
                 "the relay says this event is not within tree_size {}, which covers the leaf",
                 cp.tree_size
             )),
-            Lookup::NotInLog => failed("listed by /log/entries, but the relay says the event is not in the log".to_string()),
+            Lookup::NotInLog => {
+                failed("listed by /log/entries, but the relay says the event is not in the log".to_string())
+            }
         }
     }
 }
