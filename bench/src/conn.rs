@@ -36,10 +36,7 @@ pub async fn connect(url: &str, footprint: Footprint) -> Result<Ws> {
     let handshake = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(e)) => Err(anyhow!(
-            "cannot connect to {url}: {e}; {}",
-            connect_hint(&e)
-        )),
+        Ok(Err(e)) => Err(anyhow!("cannot connect to {url}: {e}; {}", connect_hint(&e))),
         Err(_) => Err(anyhow!(
             "cannot connect to {url}: no WebSocket handshake within {}s; the relay is overloaded \
              or its accept backlog is full: lower --connect-concurrency",
@@ -104,18 +101,12 @@ pub enum RelayMessage {
 impl RelayMessage {
     /// Decode one text frame; a frame that is not a JSON array is an error naming the frame.
     pub fn parse(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .with_context(|| format!("the relay sent a frame that is not JSON: {text}"))?;
+        let value: Value =
+            serde_json::from_str(text).with_context(|| format!("the relay sent a frame that is not JSON: {text}"))?;
         let Some(items) = value.as_array() else {
             bail!("the relay sent a frame that is not a JSON array: {text}");
         };
-        let str_at = |i: usize| {
-            items
-                .get(i)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let str_at = |i: usize| items.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(match items.first().and_then(Value::as_str) {
             Some("OK") => Self::Ok {
                 id: str_at(1),
@@ -132,10 +123,7 @@ impl RelayMessage {
                     .to_owned(),
             },
             Some("EOSE") => Self::Eose { sub_id: str_at(1) },
-            Some("CLOSED") => Self::Closed {
-                sub_id: str_at(1),
-                message: str_at(2),
-            },
+            Some("CLOSED") => Self::Closed { sub_id: str_at(1), message: str_at(2) },
             Some("NOTICE") => Self::Notice(str_at(1)),
             _ => Self::Other,
         })
@@ -152,12 +140,7 @@ where
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .map_err(|_| {
-                anyhow!(
-                    "the relay sent nothing for {}s; is it overloaded or stuck?",
-                    wait.as_secs()
-                )
-            })?;
+            .map_err(|_| anyhow!("the relay sent nothing for {}s; is it overloaded or stuck?", wait.as_secs()))?;
         match frame {
             Some(Ok(Message::Text(text))) => return RelayMessage::parse(text.as_str()),
             Some(Ok(Message::Close(frame))) => match frame {

@@ -35,16 +35,11 @@ impl Dephy<'_> {
                 "payload": payload,
             }
         });
-        let tags = [
-            Tag::parse(["s", self.session])?,
-            Tag::parse(["p".to_owned(), self.machine.to_hex()])?,
-        ];
-        Ok(
-            EventBuilder::new(Kind::Custom(DEPHY_KIND), content.to_string())
-                .tags(tags)
-                .custom_created_at(self.created_at)
-                .sign_with_keys(self.author)?,
-        )
+        let tags = [Tag::parse(["s", self.session])?, Tag::parse(["p".to_owned(), self.machine.to_hex()])?];
+        Ok(EventBuilder::new(Kind::Custom(DEPHY_KIND), content.to_string())
+            .tags(tags)
+            .custom_created_at(self.created_at)
+            .sign_with_keys(self.author)?)
     }
 }
 
@@ -55,17 +50,13 @@ pub fn wire(event: &Event) -> String {
 
 /// Seconds since the UNIX epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A name no earlier run used, e.g. `bench-ingest-1767000000123456789`, so reruns never
 /// collide with stored events.
 pub fn unique_session(bench: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("bench-{bench}-{nanos}")
 }
 
@@ -85,15 +76,11 @@ where
             let make = &make;
             let workers: Vec<_> = (0..count)
                 .step_by(chunk)
-                .map(|start| {
-                    scope.spawn(move || (start..count.min(start + chunk)).map(make).collect())
-                })
+                .map(|start| scope.spawn(move || (start..count.min(start + chunk)).map(make).collect()))
                 .collect();
             let mut all = Vec::with_capacity(count);
             for worker in workers {
-                let part: Result<Vec<T>> = worker
-                    .join()
-                    .map_err(|_| anyhow!("a signing thread panicked"))?;
+                let part: Result<Vec<T>> = worker.join().map_err(|_| anyhow!("a signing thread panicked"))?;
                 all.extend(part?);
             }
             Ok::<_, anyhow::Error>(all)
@@ -101,9 +88,6 @@ where
     })
     .await
     .context("the signing task failed")??;
-    println!(
-        "signed {count} events in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("signed {count} events in {:.1}s", started.elapsed().as_secs_f64());
     Ok(signed)
 }

@@ -50,31 +50,21 @@ type Receipts = Vec<(usize, Instant)>;
 pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
     rlimit::ensure_fds(args.subscribers + 1, fd_limit)?;
     let session = events::unique_session("fanout");
-    println!(
-        "fanout: {} subscribers, {} events at {}/s, session {session}",
-        args.subscribers, args.events, args.rate
-    );
+    println!("fanout: {} subscribers, {} events at {}/s, session {session}", args.subscribers, args.events, args.rate);
     let author = derive_keys("fanout-publisher", 0);
     let machine = derive_keys("machine", 0).public_key();
     let created_at = Timestamp::now();
     let signed = {
         let session = session.clone();
         events::sign_parallel(args.events, move |i| {
-            let event = Dephy {
-                author: &author,
-                session: &session,
-                machine: &machine,
-                created_at,
-                seq: i as u64,
-            }
-            .sign()?;
+            let event =
+                Dephy { author: &author, session: &session, machine: &machine, created_at, seq: i as u64 }.sign()?;
             Ok((event.id.to_hex(), events::wire(&event)))
         })
         .await?
     };
     let (ids, messages): (Vec<String>, Vec<String>) = signed.into_iter().unzip();
-    let index_of: Arc<HashMap<String, usize>> =
-        Arc::new(ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect());
+    let index_of: Arc<HashMap<String, usize>> = Arc::new(ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect());
 
     let filter = json!({ "kinds": [DEPHY_KIND], "#s": [session], "since": created_at.as_secs() });
     println!("opening {} subscriptions...", args.subscribers);
@@ -84,11 +74,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         .buffer_unordered(args.connect_concurrency)
         .try_collect()
         .await?;
-    println!(
-        "{} subscriptions live in {:.2}s",
-        subscribers.len(),
-        opening.elapsed().as_secs_f64()
-    );
+    println!("{} subscriptions live in {:.2}s", subscribers.len(), opening.elapsed().as_secs_f64());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let readers: Vec<_> = subscribers
@@ -98,10 +84,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
 
     let (send_times, rejected) = publish(url, messages, args.rate).await?;
     if rejected > 0 {
-        println!(
-            "the relay rejected {rejected} of {} events (OK false)",
-            args.events
-        );
+        println!("the relay rejected {rejected} of {} events (OK false)", args.events);
     }
     let grace = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(args.grace_secs)).await;
@@ -112,12 +95,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
     let mut failures = 0;
     for reader in readers {
         let received = reader.await.context("a subscriber task panicked")?;
-        latencies.extend(
-            received
-                .receipts
-                .into_iter()
-                .map(|(i, at)| at.saturating_duration_since(send_times[i])),
-        );
+        latencies.extend(received.receipts.into_iter().map(|(i, at)| at.saturating_duration_since(send_times[i])));
         if let Some(failure) = received.failure {
             if failures == 0 {
                 println!("a subscriber stopped early: {failure:#}");
@@ -127,18 +105,12 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
     }
     grace.abort();
     if failures > 0 {
-        println!(
-            "{failures} of {} subscribers stopped early",
-            args.subscribers
-        );
+        println!("{failures} of {} subscribers stopped early", args.subscribers);
     }
 
     let expected = args.subscribers * args.events;
     let stats = Percentiles::of(latencies);
-    println!(
-        "delivered {} of {expected} (event, subscriber) pairs",
-        stats.count
-    );
+    println!("delivered {} of {expected} (event, subscriber) pairs", stats.count);
     println!("delivery latency: {stats}");
     let mut fields = json!({
         "subscribers": args.subscribers,
@@ -150,9 +122,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         "expected": expected,
         "delivered_ratio": round3(stats.count as f64 / expected as f64),
     });
-    if let (Some(fields), serde_json::Value::Object(percentiles)) =
-        (fields.as_object_mut(), stats.json())
-    {
+    if let (Some(fields), serde_json::Value::Object(percentiles)) = (fields.as_object_mut(), stats.json()) {
         fields.extend(percentiles.into_iter().filter(|(key, _)| key != "count"));
     }
     summary::print("fanout", fields);
@@ -163,14 +133,9 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
 async fn subscribe(url: &str, index: usize, filter: &serde_json::Value) -> Result<Ws> {
     let mut ws = conn::connect(url, Footprint::Lean).await?;
     let sub_id = format!("fanout{index}");
-    ws.send(Message::text(json!(["REQ", sub_id, filter]).to_string()))
-        .await
-        .context("cannot send REQ")?;
+    ws.send(Message::text(json!(["REQ", sub_id, filter]).to_string())).await.context("cannot send REQ")?;
     loop {
-        match conn::recv(&mut ws, REPLY_TIMEOUT)
-            .await
-            .with_context(|| format!("waiting for EOSE of {sub_id}"))?
-        {
+        match conn::recv(&mut ws, REPLY_TIMEOUT).await.with_context(|| format!("waiting for EOSE of {sub_id}"))? {
             RelayMessage::Eose { sub_id: id } if id == sub_id => return Ok(ws),
             RelayMessage::Closed { message, .. } => {
                 bail!("the relay CLOSED subscription {sub_id}: {message}")
@@ -218,10 +183,7 @@ async fn receive(
     .await;
     // The deliveries are counted; a failed goodbye changes nothing.
     let _ = ws.close(None).await;
-    Received {
-        receipts,
-        failure: outcome.err(),
-    }
+    Received { receipts, failure: outcome.err() }
 }
 
 /// Send `messages` at `rate` per second from a fresh connection; returns when each was handed
@@ -235,16 +197,13 @@ async fn publish(url: &str, messages: Vec<String>, rate: usize) -> Result<(Vec<I
     for message in messages {
         tick.tick().await;
         send_times.push(Instant::now());
-        ws.send(Message::text(message))
-            .await
-            .context("the publisher cannot send EVENT")?;
+        ws.send(Message::text(message)).await.context("the publisher cannot send EVENT")?;
     }
     let mut replies = 0;
     let mut rejected = 0;
     while replies < total {
-        if let RelayMessage::Ok { accepted, .. } = conn::recv(&mut ws, REPLY_TIMEOUT)
-            .await
-            .context("the publisher is waiting for OKs")?
+        if let RelayMessage::Ok { accepted, .. } =
+            conn::recv(&mut ws, REPLY_TIMEOUT).await.context("the publisher is waiting for OKs")?
         {
             replies += 1;
             if !accepted {

@@ -49,10 +49,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         println!("relay before: {memory}");
     }
 
-    println!(
-        "idle: opening {} connections to {url}, {} at a time...",
-        args.connections, args.connect_concurrency
-    );
+    println!("idle: opening {} connections to {url}, {} at a time...", args.connections, args.connect_concurrency);
     let (stop_tx, stop_rx) = watch::channel(false);
     let opening = Instant::now();
     let attempts: Vec<_> = stream::iter(0..args.connections)
@@ -78,18 +75,12 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         }
     }
     let opened = holders.len();
-    println!(
-        "opened {opened} of {} connections in {open_secs:.2}s",
-        args.connections
-    );
+    println!("opened {opened} of {} connections in {open_secs:.2}s", args.connections);
     if let Some(e) = first_error {
         if opened == 0 {
             return Err(e);
         }
-        println!(
-            "{} connections failed; first error: {e:#}",
-            args.connections - opened
-        );
+        println!("{} connections failed; first error: {e:#}", args.connections - opened);
     }
 
     tokio::time::sleep(SETTLE).await;
@@ -119,9 +110,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         }
     }
     let dropped = opened - still_open;
-    println!(
-        "{still_open} connections were still open at the end, {dropped} were dropped by the relay"
-    );
+    println!("{still_open} connections were still open at the end, {dropped} were dropped by the relay");
 
     let mut fields = json!({
         "connections": args.connections,
@@ -138,10 +127,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
     }
     summary::print("idle", fields);
     if opened < args.connections {
-        bail!(
-            "only {opened} of {} connections could be opened (see the first error above)",
-            args.connections
-        );
+        bail!("only {opened} of {} connections could be opened (see the first error above)", args.connections);
     }
     Ok(())
 }

@@ -36,12 +36,8 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         "ingest: {} events over {} connections, window {}, {} authors, session {session}",
         args.events, args.connections, args.window, args.authors
     );
-    let authors: Vec<Keys> = (0..args.authors)
-        .map(|a| derive_keys("ingest-author", a))
-        .collect();
-    let machines: Vec<PublicKey> = (0..MACHINES)
-        .map(|m| derive_keys("machine", m).public_key())
-        .collect();
+    let authors: Vec<Keys> = (0..args.authors).map(|a| derive_keys("ingest-author", a)).collect();
+    let machines: Vec<PublicKey> = (0..MACHINES).map(|m| derive_keys("machine", m).public_key()).collect();
     let created_at = Timestamp::now();
     let messages = events::sign_parallel(args.events, move |i| {
         let event = Dephy {

@@ -25,19 +25,10 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "relay-bench",
-    version,
-    about = "Benchmark a Nostr (NIP-01) relay over WebSocket"
-)]
+#[command(name = "relay-bench", version, about = "Benchmark a Nostr (NIP-01) relay over WebSocket")]
 struct Cli {
     /// WebSocket URL of the relay under test (plain ws:// only).
-    #[arg(
-        long,
-        global = true,
-        env = "RELAY_BENCH_URL",
-        default_value = "ws://127.0.0.1:8000"
-    )]
+    #[arg(long, global = true, env = "RELAY_BENCH_URL", default_value = "ws://127.0.0.1:8000")]
     url: String,
     #[command(subcommand)]
     command: Command,

@@ -38,11 +38,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     population.validate()?;
     println!(
         "populate: {} events, {} sessions, {} machines, {} controllers, over {} connections",
-        args.events,
-        population.sessions,
-        population.machines,
-        population.controllers,
-        args.connections
+        args.events, population.sessions, population.machines, population.controllers, args.connections
     );
     let machines = population.machine_pubkeys();
     let controllers = population.controller_keys();
@@ -64,14 +60,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     })
     .await?;
 
-    let report = sender::send_all(
-        url,
-        messages,
-        args.connections,
-        args.window,
-        Some(PROGRESS_EVERY),
-    )
-    .await?;
+    let report = sender::send_all(url, messages, args.connections, args.window, Some(PROGRESS_EVERY)).await?;
     report.print();
     summary::print(
         "populate",

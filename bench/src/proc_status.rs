@@ -18,7 +18,9 @@ impl Memory {
     pub fn of(pid: &str) -> Result<Self> {
         let path = format!("/proc/{pid}/status");
         let status = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read {path}: is {pid} the relay's process id (see `pgrep dephy-relay`) and is it still running?")
+            format!(
+                "cannot read {path}: is {pid} the relay's process id (see `pgrep dephy-relay`) and is it still running?"
+            )
         })?;
         let field = |name: &str| {
             status
@@ -28,21 +30,13 @@ impl Memory {
                 .map(|kib| kib * 1024)
                 .with_context(|| format!("{path} has no {name} line in kB"))
         };
-        Ok(Self {
-            rss: field("VmRSS")?,
-            hwm: field("VmHWM")?,
-        })
+        Ok(Self { rss: field("VmRSS")?, hwm: field("VmHWM")? })
     }
 }
 
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-            mib(self.rss),
-            mib(self.hwm)
-        )
+        write!(f, "VmRSS {:.1} MiB, VmHWM {:.1} MiB", mib(self.rss), mib(self.hwm))
     }
 }
 

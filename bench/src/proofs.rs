@@ -37,7 +37,8 @@ impl Http {
         self.stream.get_mut().write_all(req.as_bytes()).await?;
         let mut line = String::new();
         self.stream.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("bad HTTP status line")?;
+        let status: u16 =
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("bad HTTP status line")?;
         let mut length = None;
         loop {
             line.clear();
@@ -111,7 +112,13 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     let (inc, con) = (Percentiles::of(inclusion), Percentiles::of(consistency));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (name, p) in [("inclusion", inc), ("consistency", con)] {
-        println!("{name:<12} p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms", ms(p.p50), ms(p.p90), ms(p.p99), ms(p.max));
+        println!(
+            "{name:<12} p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.max)
+        );
     }
     crate::summary::print(
         "proofs",

@@ -99,11 +99,8 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         shares[query.index % connections].push(query);
     }
     let started = Instant::now();
-    let workers: Vec<_> = sockets
-        .into_iter()
-        .zip(shares)
-        .map(|(ws, share)| tokio::spawn(run_queries(ws, share)))
-        .collect();
+    let workers: Vec<_> =
+        sockets.into_iter().zip(shares).map(|(ws, share)| tokio::spawn(run_queries(ws, share))).collect();
     let mut outcomes = Vec::with_capacity(args.queries);
     for worker in workers {
         outcomes.extend(worker.await.context("a query task panicked")??);
@@ -174,9 +171,7 @@ async fn run_queries(mut ws: Ws, queries: Vec<Query>) -> Result<Vec<Outcome>> {
         let sub_id = format!("q{}", query.index);
         let req = json!(["REQ", sub_id, query.filter]).to_string();
         let started = Instant::now();
-        ws.send(Message::text(req))
-            .await
-            .context("cannot send REQ")?;
+        ws.send(Message::text(req)).await.context("cannot send REQ")?;
         let mut events = 0;
         let result = loop {
             let reply = conn::recv(&mut ws, REPLY_TIMEOUT)
@@ -185,24 +180,15 @@ async fn run_queries(mut ws: Ws, queries: Vec<Query>) -> Result<Vec<Outcome>> {
             match reply {
                 RelayMessage::Event { sub_id: id, .. } if id == sub_id => events += 1,
                 RelayMessage::Eose { sub_id: id } if id == sub_id => break Ok(started.elapsed()),
-                RelayMessage::Closed {
-                    sub_id: id,
-                    message,
-                } if id == sub_id => break Err(message),
+                RelayMessage::Closed { sub_id: id, message } if id == sub_id => break Err(message),
                 _ => {}
             }
         };
         if result.is_ok() {
             let close = json!(["CLOSE", sub_id]).to_string();
-            ws.send(Message::text(close))
-                .await
-                .context("cannot send CLOSE")?;
+            ws.send(Message::text(close)).await.context("cannot send CLOSE")?;
         }
-        outcomes.push(Outcome {
-            shape: query.shape,
-            events,
-            result,
-        });
+        outcomes.push(Outcome { shape: query.shape, events, result });
     }
     // The run is measured; a failed goodbye changes nothing.
     let _ = ws.close(None).await;
@@ -221,10 +207,7 @@ fn report(outcomes: &[Outcome], queries: usize, connections: usize, elapsed: Dur
     let mut fields = Map::new();
     fields.insert("queries".into(), json!(queries));
     fields.insert("connections".into(), json!(connections));
-    fields.insert(
-        "queries_per_sec".into(),
-        json!((queries as f64 / elapsed.as_secs_f64().max(1e-9)).round()),
-    );
+    fields.insert("queries_per_sec".into(), json!((queries as f64 / elapsed.as_secs_f64().max(1e-9)).round()));
     for shape in Shape::ALL {
         let of_shape = outcomes.iter().filter(|o| o.shape == shape);
         let returned: usize = of_shape.clone().map(|o| o.events).sum();
@@ -242,20 +225,11 @@ fn report(outcomes: &[Outcome], queries: usize, connections: usize, elapsed: Dur
     }
     let overall = Percentiles::of(latencies(None));
     let returned: usize = outcomes.iter().map(|o| o.events).sum();
-    println!(
-        "overall: {overall}, {returned} events returned, {:.2}s",
-        elapsed.as_secs_f64()
-    );
+    println!("overall: {overall}, {returned} events returned, {:.2}s", elapsed.as_secs_f64());
 
-    let closed: Vec<&str> = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().err().map(String::as_str))
-        .collect();
+    let closed: Vec<&str> = outcomes.iter().filter_map(|o| o.result.as_ref().err().map(String::as_str)).collect();
     if !closed.is_empty() {
-        println!(
-            "{} queries were CLOSED by the relay instead of EOSE; first messages:",
-            closed.len()
-        );
+        println!("{} queries were CLOSED by the relay instead of EOSE; first messages:", closed.len());
         for message in closed.iter().take(QUOTED_CLOSED) {
             println!("  {message}");
         }

@@ -5,22 +5,13 @@ use anyhow::{Result, bail};
 
 /// Raise this process's `RLIMIT_NOFILE` soft limit to its hard limit; returns the new soft limit.
 pub fn raise_nofile_limit() -> Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `getrlimit` only writes into the struct we pass, which lives for the whole call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        bail!(
-            "cannot read the open-file limit: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("cannot read the open-file limit: {}", std::io::Error::last_os_error());
     }
     if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
         // SAFETY: `setrlimit` only reads the struct we pass, which lives for the whole call.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
             bail!(

@@ -41,8 +41,7 @@ impl SendReport {
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
         let room = QUOTED_REJECTIONS.saturating_sub(self.first_rejections.len());
-        self.first_rejections
-            .extend(other.first_rejections.into_iter().take(room));
+        self.first_rejections.extend(other.first_rejections.into_iter().take(room));
     }
 
     /// Acknowledged (accepted) events per second.
@@ -60,10 +59,7 @@ impl SendReport {
             self.accepted_per_sec()
         );
         if self.rejected > 0 {
-            println!(
-                "rejected {} events (OK false); first replies:",
-                self.rejected
-            );
+            println!("rejected {} events (OK false); first replies:", self.rejected);
             for rejection in &self.first_rejections {
                 println!("  {rejection}");
             }
@@ -93,8 +89,7 @@ pub async fn send_all(
     let mut messages = messages.into_iter();
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let progress =
-        progress_every.map(|every| tokio::spawn(print_progress(acked.clone(), every, total)));
+    let progress = progress_every.map(|every| tokio::spawn(print_progress(acked.clone(), every, total)));
     let workers: Vec<_> = sockets
         .into_iter()
         .map(|ws| {
@@ -127,12 +122,7 @@ pub async fn send_all(
 }
 
 /// One connection: keep up to `window` EVENTs unacknowledged until every one got its OK.
-async fn send_batch(
-    mut ws: Ws,
-    batch: Vec<String>,
-    window: usize,
-    acked: Arc<AtomicU64>,
-) -> Result<SendReport> {
+async fn send_batch(mut ws: Ws, batch: Vec<String>, window: usize, acked: Arc<AtomicU64>) -> Result<SendReport> {
     let total = batch.len();
     let mut pending = batch.into_iter();
     let mut in_flight = 0;
@@ -144,29 +134,19 @@ async fn send_batch(
         while in_flight < window
             && let Some(message) = pending.next()
         {
-            ws.feed(Message::text(message))
-                .await
-                .context("cannot send EVENT")?;
+            ws.feed(Message::text(message)).await.context("cannot send EVENT")?;
             in_flight += 1;
             fed = true;
         }
         if fed {
             ws.flush().await.context("cannot send EVENT")?;
         }
-        let reply = conn::recv(&mut ws, REPLY_TIMEOUT).await.with_context(
-            || match &last_notice {
-                Some(notice) => format!(
-                    "waiting for OK with {in_flight} EVENTs unacknowledged (last NOTICE: {notice})"
-                ),
-                None => format!("waiting for OK with {in_flight} EVENTs unacknowledged"),
-            },
-        )?;
+        let reply = conn::recv(&mut ws, REPLY_TIMEOUT).await.with_context(|| match &last_notice {
+            Some(notice) => format!("waiting for OK with {in_flight} EVENTs unacknowledged (last NOTICE: {notice})"),
+            None => format!("waiting for OK with {in_flight} EVENTs unacknowledged"),
+        })?;
         match reply {
-            RelayMessage::Ok {
-                id,
-                accepted,
-                message,
-            } => {
+            RelayMessage::Ok { id, accepted, message } => {
                 in_flight -= 1;
                 replies += 1;
                 acked.fetch_add(1, Ordering::Relaxed);

@@ -21,10 +21,7 @@ impl Percentiles {
             return Self::default();
         }
         samples.sort_unstable();
-        let rank = |p: f64| {
-            samples
-                [((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
+        let rank = |p: f64| samples[((p / 100.0 * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
         Self {
             count: samples.len(),
             p50: rank(50.0),

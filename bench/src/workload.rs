@@ -58,16 +58,12 @@ impl Population {
 
     /// Public keys of all machines, by index.
     pub fn machine_pubkeys(&self) -> Vec<PublicKey> {
-        (0..self.machines)
-            .map(|m| derive_keys("machine", m).public_key())
-            .collect()
+        (0..self.machines).map(|m| derive_keys("machine", m).public_key()).collect()
     }
 
     /// Key pairs of all controllers, by index.
     pub fn controller_keys(&self) -> Vec<Keys> {
-        (0..self.controllers)
-            .map(|c| derive_keys("controller", c))
-            .collect()
+        (0..self.controllers).map(|c| derive_keys("controller", c)).collect()
     }
 }
 
@@ -79,8 +75,7 @@ pub fn session_name(session: usize) -> String {
 /// Key pair number `index` of `role`: its secret key is `sha256("relay-bench/<role>/<index>")`.
 pub fn derive_keys(role: &str, index: usize) -> Keys {
     let digest = sha256::Hash::hash(format!("relay-bench/{role}/{index}").as_bytes());
-    let secret = SecretKey::from_slice(&digest.to_byte_array()).expect(
-        "a SHA-256 digest is a valid secp256k1 secret key except with negligible probability",
-    );
+    let secret = SecretKey::from_slice(&digest.to_byte_array())
+        .expect("a SHA-256 digest is a valid secp256k1 secret key except with negligible probability");
     Keys::new(secret)
 }

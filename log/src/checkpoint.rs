@@ -56,19 +56,13 @@ impl Checkpoint {
 
     /// The tags of the checkpoint event, as (name, value) pairs.
     fn tag_values(&self) -> [(&'static str, String); 2] {
-        [
-            (TREE_SIZE_TAG, self.tree_size.to_string()),
-            (ROOT_TAG, hex::encode(self.root_hash)),
-        ]
+        [(TREE_SIZE_TAG, self.tree_size.to_string()), (ROOT_TAG, hex::encode(self.root_hash))]
     }
 
     /// The checkpoint as a Nostr event signed with `keys`, created at
     /// `timestamp`.
     pub fn to_event(&self, keys: &Keys) -> Event {
-        let tags = self
-            .tag_values()
-            .into_iter()
-            .map(|(name, value)| Tag::custom(TagKind::custom(name), [value]));
+        let tags = self.tag_values().into_iter().map(|(name, value)| Tag::custom(TagKind::custom(name), [value]));
         EventBuilder::new(Kind::from(CHECKPOINT_KIND), self.content())
             .tags(tags)
             .custom_created_at(Timestamp::from(self.timestamp))
@@ -92,8 +86,7 @@ impl Checkpoint {
         }
         event.verify().map_err(Error::InvalidEvent)?;
 
-        let checkpoint: Self =
-            serde_json::from_str(&event.content).map_err(Error::MalformedContent)?;
+        let checkpoint: Self = serde_json::from_str(&event.content).map_err(Error::MalformedContent)?;
         if checkpoint.content() != event.content {
             return Err(Error::NonCanonicalContent);
         }
@@ -104,10 +97,7 @@ impl Checkpoint {
             });
         }
         for (name, value) in checkpoint.tag_values() {
-            let mut named = event
-                .tags
-                .iter()
-                .filter(|tag| tag.as_slice().first().is_some_and(|first| first == name));
+            let mut named = event.tags.iter().filter(|tag| tag.as_slice().first().is_some_and(|first| first == name));
             match (named.next(), named.next()) {
                 (Some(tag), None) if tag.as_slice() == [name, value.as_str()] => {}
                 _ => return Err(Error::TagMismatch(name)),
@@ -120,13 +110,7 @@ impl Checkpoint {
     /// consistency proof from `self.tree_size` to `newer.tree_size`
     /// (see [`verify_consistency`]).
     pub fn verify_consistency_with(&self, newer: &Checkpoint, proof: &[Hash]) -> Result<(), Error> {
-        verify_consistency(
-            self.tree_size,
-            newer.tree_size,
-            proof,
-            &self.root_hash,
-            &newer.root_hash,
-        )
+        verify_consistency(self.tree_size, newer.tree_size, proof, &self.root_hash, &newer.root_hash)
     }
 }
 
@@ -154,12 +138,7 @@ mod tests {
     use crate::hash::leaf_hash;
 
     fn checkpoint() -> Checkpoint {
-        Checkpoint {
-            tree_size: 42,
-            root_hash: leaf_hash(b"root"),
-            timestamp: 1_700_000_000,
-            anchor: None,
-        }
+        Checkpoint { tree_size: 42, root_hash: leaf_hash(b"root"), timestamp: 1_700_000_000, anchor: None }
     }
 
     /// Signs an event with arbitrary kind, content and tags.
@@ -181,15 +160,9 @@ mod tests {
         assert_eq!(event.kind, Kind::from(1574));
         assert_eq!(event.pubkey, keys.public_key());
         assert_eq!(event.created_at.as_secs(), 1_700_000_000);
-        assert_eq!(
-            event.content,
-            format!(r#"{{"tree_size":42,"root_hash":"{root_hex}","timestamp":1700000000}}"#)
-        );
+        assert_eq!(event.content, format!(r#"{{"tree_size":42,"root_hash":"{root_hex}","timestamp":1700000000}}"#));
         let tags: Vec<&[String]> = event.tags.iter().map(Tag::as_slice).collect();
-        assert_eq!(
-            tags,
-            [&["tree_size", "42"][..], &["root", root_hex.as_str()][..]]
-        );
+        assert_eq!(tags, [&["tree_size", "42"][..], &["root", root_hex.as_str()][..]]);
         event.verify().unwrap();
     }
 
@@ -197,17 +170,11 @@ mod tests {
     fn round_trip() {
         let keys = Keys::generate();
         let plain = checkpoint();
-        let anchored = Checkpoint {
-            anchor: Some("placeholder-transaction-signature".into()),
-            ..checkpoint()
-        };
+        let anchored = Checkpoint { anchor: Some("placeholder-transaction-signature".into()), ..checkpoint() };
         for cp in [plain, anchored] {
             let event = cp.to_event(&keys);
             assert_eq!(event.content.contains("\"anchor\""), cp.anchor.is_some());
-            assert_eq!(
-                Checkpoint::from_event(&event, Some(&keys.public_key())).unwrap(),
-                cp
-            );
+            assert_eq!(Checkpoint::from_event(&event, Some(&keys.public_key())).unwrap(), cp);
             assert_eq!(Checkpoint::from_event(&event, None).unwrap(), cp);
         }
     }
@@ -227,10 +194,7 @@ mod tests {
     fn rejects_wrong_author() {
         let event = checkpoint().to_event(&Keys::generate());
         let other = Keys::generate().public_key();
-        assert!(matches!(
-            Checkpoint::from_event(&event, Some(&other)),
-            Err(Error::WrongAuthor)
-        ));
+        assert!(matches!(Checkpoint::from_event(&event, Some(&other)), Err(Error::WrongAuthor)));
     }
 
     #[test]
@@ -240,10 +204,7 @@ mod tests {
         let root_hex = hex::encode(cp.root_hash);
         let tags = [["tree_size", "42"], ["root", root_hex.as_str()]];
         let event = signed(&keys, 1, &cp.content(), cp.timestamp, &tags);
-        assert!(matches!(
-            Checkpoint::from_event(&event, None),
-            Err(Error::WrongKind(1))
-        ));
+        assert!(matches!(Checkpoint::from_event(&event, None), Err(Error::WrongKind(1))));
         // The same event with the right kind is accepted.
         let event = signed(&keys, CHECKPOINT_KIND, &cp.content(), cp.timestamp, &tags);
         assert_eq!(Checkpoint::from_event(&event, None).unwrap(), cp);
@@ -262,51 +223,22 @@ mod tests {
         };
         let good_tags = [["tree_size", "42"], ["root", root]];
 
-        assert!(matches!(
-            parse("not json", cp.timestamp, &good_tags),
-            Err(Error::MalformedContent(_))
-        ));
+        assert!(matches!(parse("not json", cp.timestamp, &good_tags), Err(Error::MalformedContent(_))));
         let spaced = content.replace(',', ", ");
-        assert!(matches!(
-            parse(&spaced, cp.timestamp, &good_tags),
-            Err(Error::NonCanonicalContent)
-        ));
+        assert!(matches!(parse(&spaced, cp.timestamp, &good_tags), Err(Error::NonCanonicalContent)));
         let upper = content.replace(root, &root.to_uppercase());
-        assert!(matches!(
-            parse(&upper, cp.timestamp, &good_tags),
-            Err(Error::NonCanonicalContent)
-        ));
+        assert!(matches!(parse(&upper, cp.timestamp, &good_tags), Err(Error::NonCanonicalContent)));
         let null_anchor = content.replace('}', r#","anchor":null}"#);
+        assert!(matches!(parse(&null_anchor, cp.timestamp, &good_tags), Err(Error::NonCanonicalContent)));
+        assert!(matches!(parse(&content, cp.timestamp + 1, &good_tags), Err(Error::TimestampMismatch { .. })));
         assert!(matches!(
-            parse(&null_anchor, cp.timestamp, &good_tags),
-            Err(Error::NonCanonicalContent)
-        ));
-        assert!(matches!(
-            parse(&content, cp.timestamp + 1, &good_tags),
-            Err(Error::TimestampMismatch { .. })
-        ));
-        assert!(matches!(
-            parse(
-                &content,
-                cp.timestamp,
-                &[["tree_size", "41"], ["root", root]]
-            ),
+            parse(&content, cp.timestamp, &[["tree_size", "41"], ["root", root]]),
             Err(Error::TagMismatch("tree_size"))
         ));
-        assert!(matches!(
-            parse(&content, cp.timestamp, &[["tree_size", "42"]]),
-            Err(Error::TagMismatch("root"))
-        ));
+        assert!(matches!(parse(&content, cp.timestamp, &[["tree_size", "42"]]), Err(Error::TagMismatch("root"))));
         let other_root = hex::encode([0; 32]);
-        let duplicated = [
-            ["tree_size", "42"],
-            ["root", root],
-            ["root", other_root.as_str()],
-        ];
-        assert!(matches!(
-            parse(&content, cp.timestamp, &duplicated),
-            Err(Error::TagMismatch("root"))
-        ));
+        let duplicated = [["tree_size", "42"], ["root", root], ["root", other_root.as_str()]];
+        assert!(matches!(parse(&content, cp.timestamp, &duplicated), Err(Error::TagMismatch("root"))));
     }
 
     #[test]

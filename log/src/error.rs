@@ -32,11 +32,7 @@ pub enum Error {
     /// [`Frontier::from_nodes`](crate::Frontier::from_nodes) got the wrong
     /// number of hashes.
     #[error("the frontier of tree size {size} has {expected} nodes, got {actual}")]
-    WrongNodeCount {
-        size: u64,
-        expected: usize,
-        actual: usize,
-    },
+    WrongNodeCount { size: u64, expected: usize, actual: usize },
 
     /// The checkpoint event's id or signature is invalid.
     #[error("checkpoint event is not authentic: {0}")]

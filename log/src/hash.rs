@@ -17,21 +17,12 @@ pub fn empty_root() -> Hash {
 
 /// The hash of a leaf holding `data`: `SHA-256(0x00 || data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    Sha256::new()
-        .chain_update([LEAF_PREFIX])
-        .chain_update(data)
-        .finalize()
-        .into()
+    Sha256::new().chain_update([LEAF_PREFIX]).chain_update(data).finalize().into()
 }
 
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Sha256::new()
-        .chain_update([NODE_PREFIX])
-        .chain_update(left)
-        .chain_update(right)
-        .finalize()
-        .into()
+    Sha256::new().chain_update([NODE_PREFIX]).chain_update(left).chain_update(right).finalize().into()
 }
 
 /// The 40-byte leaf data of a stored event: the 32-byte event id followed by
@@ -62,18 +53,9 @@ mod tests {
     // Vectors from transparency-dev/merkle rfc6962/rfc6962_test.go.
     #[test]
     fn rfc6962_vectors() {
-        assert_eq!(
-            empty_root(),
-            from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        );
-        assert_eq!(
-            leaf_hash(b""),
-            from_hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
-        );
-        assert_eq!(
-            leaf_hash(b"L123456"),
-            from_hex("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56")
-        );
+        assert_eq!(empty_root(), from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        assert_eq!(leaf_hash(b""), from_hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"));
+        assert_eq!(leaf_hash(b"L123456"), from_hex("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56"));
     }
 
     #[test]

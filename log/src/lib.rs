@@ -50,7 +50,7 @@ pub use checkpoint::{CHECKPOINT_KIND, Checkpoint};
 pub use error::Error;
 pub use hash::{Hash, empty_root, event_leaf_hash, leaf_data, leaf_hash, node_hash};
 pub use proof::{
-    consistency_proof, consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes,
-    root_from_nodes, verify_consistency, verify_inclusion,
+    consistency_proof, consistency_proof_nodes, inclusion_proof, inclusion_proof_nodes, root_from_nodes,
+    verify_consistency, verify_inclusion,
 };
 pub use tree::{Frontier, NodeId, perfect_decomposition};

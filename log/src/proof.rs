@@ -61,10 +61,7 @@ fn consistency_ranges(m: u64, n: u64) -> Vec<Range<u64>> {
 /// Every stored node needed by the given ranges; they are disjoint, so no
 /// node repeats.
 fn nodes_of(ranges: &[Range<u64>]) -> Vec<NodeId> {
-    ranges
-        .iter()
-        .flat_map(|range| perfect_decomposition(range.start, range.end))
-        .collect()
+    ranges.iter().flat_map(|range| perfect_decomposition(range.start, range.end)).collect()
 }
 
 /// `MTH` of a subtree range, folded from its stored perfect nodes.
@@ -104,18 +101,11 @@ pub fn consistency_proof_nodes(m: u64, n: u64) -> Vec<NodeId> {
 ///
 /// `lookup` returns the hash of a stored node; it is asked exactly for the
 /// nodes of [`inclusion_proof_nodes`]`(index, size)`.
-pub fn inclusion_proof(
-    index: u64,
-    size: u64,
-    lookup: impl Fn(NodeId) -> Option<Hash>,
-) -> Result<Vec<Hash>, Error> {
+pub fn inclusion_proof(index: u64, size: u64, lookup: impl Fn(NodeId) -> Option<Hash>) -> Result<Vec<Hash>, Error> {
     if index >= size {
         return Err(Error::IndexOutOfRange { index, size });
     }
-    inclusion_ranges(index, size)
-        .into_iter()
-        .map(|range| range_hash(range, &lookup))
-        .collect()
+    inclusion_ranges(index, size).into_iter().map(|range| range_hash(range, &lookup)).collect()
 }
 
 /// RFC 9162 `PROOF(m, D[0:n])`, the consistency proof from the tree of `m`
@@ -124,18 +114,11 @@ pub fn inclusion_proof(
 /// Requires `0 < m <= n`; the proof is empty when `m == n`. `lookup` returns
 /// the hash of a stored node; it is asked exactly for the nodes of
 /// [`consistency_proof_nodes`]`(m, n)`.
-pub fn consistency_proof(
-    m: u64,
-    n: u64,
-    lookup: impl Fn(NodeId) -> Option<Hash>,
-) -> Result<Vec<Hash>, Error> {
+pub fn consistency_proof(m: u64, n: u64, lookup: impl Fn(NodeId) -> Option<Hash>) -> Result<Vec<Hash>, Error> {
     if m == 0 || m > n {
         return Err(Error::InvalidTreeSizes { old: m, new: n });
     }
-    consistency_ranges(m, n)
-        .into_iter()
-        .map(|range| range_hash(range, &lookup))
-        .collect()
+    consistency_ranges(m, n).into_iter().map(|range| range_hash(range, &lookup)).collect()
 }
 
 /// RFC 9162 `MTH(D[0:size])` from stored nodes: the hashes of
@@ -164,21 +147,12 @@ fn consistency_proof_len(m: u64, n: u64) -> usize {
 
 /// Verifies an RFC 9162 inclusion proof (§2.1.3.2): that the leaf with hash
 /// `leaf_hash` is leaf `index` of the tree of `size` leaves with root `root`.
-pub fn verify_inclusion(
-    leaf_hash: &Hash,
-    index: u64,
-    size: u64,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<(), Error> {
+pub fn verify_inclusion(leaf_hash: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> Result<(), Error> {
     // Step 1.
     if index >= size {
         return Err(Error::IndexOutOfRange { index, size });
     }
-    let wrong_length = || Error::WrongProofLength {
-        expected: inclusion_proof_len(index, size),
-        actual: proof.len(),
-    };
+    let wrong_length = || Error::WrongProofLength { expected: inclusion_proof_len(index, size), actual: proof.len() };
     // Steps 2 and 3.
     let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf_hash;
@@ -214,43 +188,27 @@ pub fn verify_inclusion(
 ///
 /// RFC 9162 defines the algorithm for `0 < m < n`. For `m == n` the proof
 /// must be empty and the roots equal. `m == 0` is rejected, like `m > n`.
-pub fn verify_consistency(
-    m: u64,
-    n: u64,
-    proof: &[Hash],
-    root_m: &Hash,
-    root_n: &Hash,
-) -> Result<(), Error> {
+pub fn verify_consistency(m: u64, n: u64, proof: &[Hash], root_m: &Hash, root_n: &Hash) -> Result<(), Error> {
     if m == 0 || m > n {
         return Err(Error::InvalidTreeSizes { old: m, new: n });
     }
     if m == n {
         if !proof.is_empty() {
-            return Err(Error::WrongProofLength {
-                expected: 0,
-                actual: proof.len(),
-            });
+            return Err(Error::WrongProofLength { expected: 0, actual: proof.len() });
         }
         if root_m != root_n {
             return Err(Error::RootMismatch { size: n });
         }
         return Ok(());
     }
-    let wrong_length = || Error::WrongProofLength {
-        expected: consistency_proof_len(m, n),
-        actual: proof.len(),
-    };
+    let wrong_length = || Error::WrongProofLength { expected: consistency_proof_len(m, n), actual: proof.len() };
     // Step 1.
     let Some((first, rest)) = proof.split_first() else {
         return Err(wrong_length());
     };
     // Steps 2 and 5: with `first_hash` prepended when `m` is a power of two,
     // the first element seeds both roots and the remaining ones are iterated.
-    let (seed, path) = if m.is_power_of_two() {
-        (root_m, proof)
-    } else {
-        (first, rest)
-    };
+    let (seed, path) = if m.is_power_of_two() { (root_m, proof) } else { (first, rest) };
     // Step 3.
     let (mut fn_, mut sn) = (m - 1, n - 1);
     // Step 4.
@@ -312,10 +270,7 @@ mod tests {
     fn proof_lengths_match_ranges() {
         for n in 1..=300 {
             for index in 0..n {
-                assert_eq!(
-                    inclusion_proof_len(index, n),
-                    inclusion_ranges(index, n).len()
-                );
+                assert_eq!(inclusion_proof_len(index, n), inclusion_ranges(index, n).len());
             }
             for m in 1..n {
                 assert_eq!(consistency_proof_len(m, n), consistency_ranges(m, n).len());
@@ -328,22 +283,10 @@ mod tests {
     #[test]
     fn out_of_range_arguments() {
         let lookup = |_| Some([0; 32]);
-        assert!(matches!(
-            inclusion_proof(0, 0, lookup),
-            Err(Error::IndexOutOfRange { index: 0, size: 0 })
-        ));
-        assert!(matches!(
-            inclusion_proof(5, 5, lookup),
-            Err(Error::IndexOutOfRange { index: 5, size: 5 })
-        ));
-        assert!(matches!(
-            consistency_proof(0, 5, lookup),
-            Err(Error::InvalidTreeSizes { old: 0, new: 5 })
-        ));
-        assert!(matches!(
-            consistency_proof(6, 5, lookup),
-            Err(Error::InvalidTreeSizes { old: 6, new: 5 })
-        ));
+        assert!(matches!(inclusion_proof(0, 0, lookup), Err(Error::IndexOutOfRange { index: 0, size: 0 })));
+        assert!(matches!(inclusion_proof(5, 5, lookup), Err(Error::IndexOutOfRange { index: 5, size: 5 })));
+        assert!(matches!(consistency_proof(0, 5, lookup), Err(Error::InvalidTreeSizes { old: 0, new: 5 })));
+        assert!(matches!(consistency_proof(6, 5, lookup), Err(Error::InvalidTreeSizes { old: 6, new: 5 })));
         assert!(inclusion_proof_nodes(5, 5).is_empty());
         assert!(consistency_proof_nodes(0, 5).is_empty());
         assert!(consistency_proof_nodes(6, 5).is_empty());
@@ -353,14 +296,8 @@ mod tests {
     #[test]
     fn missing_node_is_named() {
         let lookup = |id: NodeId| (id != NodeId::new(1, 1)).then_some([0; 32]);
-        assert!(matches!(
-            inclusion_proof(0, 6, lookup),
-            Err(Error::MissingNode(NodeId { level: 1, index: 1 }))
-        ));
-        assert!(matches!(
-            root_from_nodes(4, |_| None),
-            Err(Error::MissingNode(NodeId { level: 2, index: 0 }))
-        ));
+        assert!(matches!(inclusion_proof(0, 6, lookup), Err(Error::MissingNode(NodeId { level: 1, index: 1 }))));
+        assert!(matches!(root_from_nodes(4, |_| None), Err(Error::MissingNode(NodeId { level: 2, index: 0 }))));
         assert_eq!(root_from_nodes(0, |_| None).unwrap(), crate::empty_root());
     }
 }

@@ -53,10 +53,7 @@ impl fmt::Display for NodeId {
 /// range `D[k:n]` met in RFC 9162's recursion (`k` is then a multiple of the
 /// smallest power of two not below `n - k`). The function panics otherwise.
 pub fn perfect_decomposition(start: u64, end: u64) -> Vec<NodeId> {
-    assert!(
-        start <= end,
-        "empty-or-forward range expected, got [{start}, {end})"
-    );
+    assert!(start <= end, "empty-or-forward range expected, got [{start}, {end})");
     let mut nodes = Vec::with_capacity((end - start).count_ones() as usize);
     let mut position = start;
     while position < end {
@@ -81,12 +78,7 @@ pub(crate) fn split_point(n: u64) -> u64 {
 /// RFC 9162 `MTH` of consecutive perfect subtrees given largest first, as
 /// produced by [`perfect_decomposition`]; the empty tree's root if there are none.
 pub(crate) fn fold_subtrees(hashes: &[Hash]) -> Hash {
-    hashes
-        .iter()
-        .rev()
-        .copied()
-        .reduce(|right, left| node_hash(&left, &right))
-        .unwrap_or_else(empty_root)
+    hashes.iter().rev().copied().reduce(|right, left| node_hash(&left, &right)).unwrap_or_else(empty_root)
 }
 
 /// The right edge of the tree: enough state to append leaves and compute the
@@ -118,11 +110,7 @@ impl Frontier {
     pub fn from_nodes(size: u64, hashes: Vec<Hash>) -> Result<Self, Error> {
         let expected = size.count_ones() as usize;
         if hashes.len() != expected {
-            return Err(Error::WrongNodeCount {
-                size,
-                expected,
-                actual: hashes.len(),
-            });
+            return Err(Error::WrongNodeCount { size, expected, actual: hashes.len() });
         }
         Ok(Self { size, hashes })
     }
@@ -145,9 +133,7 @@ impl Frontier {
     /// If the tree already holds `u64::MAX` leaves.
     pub fn push(&mut self, leaf: Hash) -> Vec<(NodeId, Hash)> {
         let index = self.size;
-        self.size = index
-            .checked_add(1)
-            .expect("the log holds at most u64::MAX leaves");
+        self.size = index.checked_add(1).expect("the log holds at most u64::MAX leaves");
         let mut new_nodes = Vec::with_capacity(index.trailing_ones() as usize + 1);
         new_nodes.push((NodeId::new(0, index), leaf));
         let mut hash = leaf;
@@ -155,10 +141,7 @@ impl Frontier {
         // Each set low bit of the old size is a perfect sibling on the left,
         // the last frontier node, that the new leaf now completes.
         while index >> level & 1 == 1 {
-            let left = self
-                .hashes
-                .pop()
-                .expect("every set bit of the size has a frontier node");
+            let left = self.hashes.pop().expect("every set bit of the size has a frontier node");
             hash = node_hash(&left, &hash);
             level += 1;
             new_nodes.push((NodeId::new(level, index >> level), hash));
@@ -178,19 +161,9 @@ mod tests {
         assert!(perfect_decomposition(5, 5).is_empty());
         assert_eq!(perfect_decomposition(0, 1), [NodeId::new(0, 0)]);
         assert_eq!(perfect_decomposition(0, 8), [NodeId::new(3, 0)]);
-        assert_eq!(
-            perfect_decomposition(0, 7),
-            [NodeId::new(2, 0), NodeId::new(1, 2), NodeId::new(0, 6)]
-        );
-        assert_eq!(
-            perfect_decomposition(8, 13),
-            [NodeId::new(2, 2), NodeId::new(0, 12)]
-        );
-        assert_eq!(
-            perfect_decomposition(0, u64::MAX).len(),
-            64,
-            "works up to the largest tree"
-        );
+        assert_eq!(perfect_decomposition(0, 7), [NodeId::new(2, 0), NodeId::new(1, 2), NodeId::new(0, 6)]);
+        assert_eq!(perfect_decomposition(8, 13), [NodeId::new(2, 2), NodeId::new(0, 12)]);
+        assert_eq!(perfect_decomposition(0, u64::MAX).len(), 64, "works up to the largest tree");
     }
 
     #[test]
@@ -226,15 +199,7 @@ mod tests {
 
     #[test]
     fn split_point_is_largest_smaller_power_of_two() {
-        let cases = [
-            (2, 1),
-            (3, 2),
-            (4, 2),
-            (5, 4),
-            (8, 4),
-            (9, 8),
-            (u64::MAX, 1 << 63),
-        ];
+        let cases = [(2, 1), (3, 2), (4, 2), (5, 4), (8, 4), (9, 8), (u64::MAX, 1 << 63)];
         for (n, k) in cases {
             assert_eq!(split_point(n), k, "n = {n}");
         }
@@ -247,21 +212,14 @@ mod tests {
         assert_eq!(frontier.root(), empty_root());
         assert_eq!(frontier.push(leaves[0]), [(NodeId::new(0, 0), leaves[0])]);
         let h01 = node_hash(&leaves[0], &leaves[1]);
-        assert_eq!(
-            frontier.push(leaves[1]),
-            [(NodeId::new(0, 1), leaves[1]), (NodeId::new(1, 0), h01)]
-        );
+        assert_eq!(frontier.push(leaves[1]), [(NodeId::new(0, 1), leaves[1]), (NodeId::new(1, 0), h01)]);
         assert_eq!(frontier.push(leaves[2]), [(NodeId::new(0, 2), leaves[2])]);
         assert_eq!(frontier.root(), node_hash(&h01, &leaves[2]));
         let h23 = node_hash(&leaves[2], &leaves[3]);
         let h0123 = node_hash(&h01, &h23);
         assert_eq!(
             frontier.push(leaves[3]),
-            [
-                (NodeId::new(0, 3), leaves[3]),
-                (NodeId::new(1, 1), h23),
-                (NodeId::new(2, 0), h0123)
-            ]
+            [(NodeId::new(0, 3), leaves[3]), (NodeId::new(1, 1), h23), (NodeId::new(2, 0), h0123)]
         );
         assert_eq!(frontier.size(), 4);
         assert_eq!(frontier.root(), h0123);
@@ -271,15 +229,8 @@ mod tests {
     fn from_nodes_checks_the_count() {
         assert!(matches!(
             Frontier::from_nodes(6, vec![[0; 32]]),
-            Err(Error::WrongNodeCount {
-                size: 6,
-                expected: 2,
-                actual: 1
-            })
+            Err(Error::WrongNodeCount { size: 6, expected: 2, actual: 1 })
         ));
-        assert_eq!(
-            Frontier::from_nodes(0, Vec::new()).unwrap(),
-            Frontier::new()
-        );
+        assert_eq!(Frontier::from_nodes(0, Vec::new()).unwrap(), Frontier::new());
     }
 }

@@ -10,18 +10,10 @@ fn bound(n: u64) -> usize {
 }
 
 fn assert_small(nodes: &[NodeId], n: u64, what: &str) {
-    assert!(
-        nodes.len() <= bound(n),
-        "{what}: {} nodes, more than {}",
-        nodes.len(),
-        bound(n)
-    );
+    assert!(nodes.len() <= bound(n), "{what}: {} nodes, more than {}", nodes.len(), bound(n));
     let distinct: BTreeSet<&NodeId> = nodes.iter().collect();
     assert_eq!(distinct.len(), nodes.len(), "{what}: repeated node");
-    assert!(
-        nodes.iter().all(|node| node.leaves().end <= n),
-        "{what}: node beyond the tree"
-    );
+    assert!(nodes.iter().all(|node| node.leaves().end <= n), "{what}: node beyond the tree");
 }
 
 /// Tree sizes up to 2^20 around and between powers of two, and leaf counts
@@ -43,20 +35,12 @@ fn samples() -> impl Iterator<Item = (u64, Vec<u64>)> {
 fn inclusion_nodes_are_logarithmic() {
     for n in 1..=512 {
         for index in 0..n {
-            assert_small(
-                &inclusion_proof_nodes(index, n),
-                n,
-                &format!("PATH({index}, {n})"),
-            );
+            assert_small(&inclusion_proof_nodes(index, n), n, &format!("PATH({index}, {n})"));
         }
     }
     for (n, indices) in samples() {
         for index in indices {
-            assert_small(
-                &inclusion_proof_nodes(index, n),
-                n,
-                &format!("PATH({index}, {n})"),
-            );
+            assert_small(&inclusion_proof_nodes(index, n), n, &format!("PATH({index}, {n})"));
         }
     }
     // The worst case: the first leaf of a tree whose right half is imperfect
@@ -68,20 +52,12 @@ fn inclusion_nodes_are_logarithmic() {
 fn consistency_nodes_are_logarithmic() {
     for n in 1..=512 {
         for m in 1..=n {
-            assert_small(
-                &consistency_proof_nodes(m, n),
-                n,
-                &format!("PROOF({m}, {n})"),
-            );
+            assert_small(&consistency_proof_nodes(m, n), n, &format!("PROOF({m}, {n})"));
         }
     }
     for (n, old_sizes) in samples() {
         for m in old_sizes.into_iter().filter(|&m| m > 0) {
-            assert_small(
-                &consistency_proof_nodes(m, n),
-                n,
-                &format!("PROOF({m}, {n})"),
-            );
+            assert_small(&consistency_proof_nodes(m, n), n, &format!("PROOF({m}, {n})"));
         }
     }
 }

@@ -7,9 +7,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use dephy_log::{
-    Error, Frontier, Hash, NodeId, consistency_proof, consistency_proof_nodes, empty_root,
-    event_leaf_hash, inclusion_proof, inclusion_proof_nodes, node_hash, root_from_nodes,
-    verify_consistency, verify_inclusion,
+    Error, Frontier, Hash, NodeId, consistency_proof, consistency_proof_nodes, empty_root, event_leaf_hash,
+    inclusion_proof, inclusion_proof_nodes, node_hash, root_from_nodes, verify_consistency, verify_inclusion,
 };
 
 const MAX_SIZE: usize = 70;
@@ -42,11 +41,8 @@ fn path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
         return Vec::new();
     }
     let k = split(n);
-    let (mut proof, sibling) = if m < k {
-        (path(m, &leaves[..k]), mth(&leaves[k..]))
-    } else {
-        (path(m - k, &leaves[k..]), mth(&leaves[..k]))
-    };
+    let (mut proof, sibling) =
+        if m < k { (path(m, &leaves[..k]), mth(&leaves[k..])) } else { (path(m - k, &leaves[k..]), mth(&leaves[..k])) };
     proof.push(sibling);
     proof
 }
@@ -78,9 +74,8 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
-        let leaves: Vec<Hash> = (0..MAX_SIZE as u64)
-            .map(|i| event_leaf_hash(&[i as u8; 32], 1_700_000_000_000 + i))
-            .collect();
+        let leaves: Vec<Hash> =
+            (0..MAX_SIZE as u64).map(|i| event_leaf_hash(&[i as u8; 32], 1_700_000_000_000 + i)).collect();
         let mut frontier = Frontier::new();
         let mut frontiers = vec![frontier.clone()];
         let mut store = HashMap::new();
@@ -90,27 +85,15 @@ impl Log {
             }
             frontiers.push(frontier.clone());
         }
-        Self {
-            leaves,
-            store,
-            frontiers,
-        }
+        Self { leaves, store, frontiers }
     }
 
     /// A lookup into the store as it was when the tree had `size` leaves,
     /// recording every node asked for.
-    fn lookup<'a>(
-        &'a self,
-        size: u64,
-        asked: &'a RefCell<Vec<NodeId>>,
-    ) -> impl Fn(NodeId) -> Option<Hash> + 'a {
+    fn lookup<'a>(&'a self, size: u64, asked: &'a RefCell<Vec<NodeId>>) -> impl Fn(NodeId) -> Option<Hash> + 'a {
         move |id| {
             asked.borrow_mut().push(id);
-            if id.leaves().end <= size {
-                self.store.get(&id).copied()
-            } else {
-                None
-            }
+            if id.leaves().end <= size { self.store.get(&id).copied() } else { None }
         }
     }
 
@@ -135,11 +118,7 @@ fn stored_nodes_are_subtree_hashes() {
     assert_eq!(log.store.len(), 137);
     for (id, hash) in &log.store {
         let leaves = id.leaves();
-        assert_eq!(
-            *hash,
-            mth(&log.leaves[leaves.start as usize..leaves.end as usize]),
-            "node {id}"
-        );
+        assert_eq!(*hash, mth(&log.leaves[leaves.start as usize..leaves.end as usize]), "node {id}");
     }
 }
 
@@ -162,10 +141,7 @@ fn roots_match_reference() {
 fn frontier_resumes_from_stored_nodes() {
     let log = Log::new();
     for size in 0..=MAX_SIZE {
-        let hashes = Frontier::nodes_needed(size as u64)
-            .into_iter()
-            .map(|id| log.store[&id])
-            .collect();
+        let hashes = Frontier::nodes_needed(size as u64).into_iter().map(|id| log.store[&id]).collect();
         let mut resumed = Frontier::from_nodes(size as u64, hashes).unwrap();
         assert_eq!(resumed, log.frontiers[size]);
         for (offset, leaf) in log.leaves[size..].iter().enumerate() {
@@ -185,11 +161,7 @@ fn inclusion_proofs_match_reference() {
         for index in 0..size {
             let asked = RefCell::new(Vec::new());
             let proof = inclusion_proof(index, size, log.lookup(size, &asked)).unwrap();
-            assert_eq!(
-                proof,
-                path(index as usize, &log.leaves[..size as usize]),
-                "index {index}, size {size}"
-            );
+            assert_eq!(proof, path(index as usize, &log.leaves[..size as usize]), "index {index}, size {size}");
             assert_same_nodes(&inclusion_proof_nodes(index, size), &asked);
             verify_inclusion(&log.leaves[index as usize], index, size, &proof, &root).unwrap();
         }
@@ -203,11 +175,7 @@ fn consistency_proofs_match_reference() {
         for m in 1..=n {
             let asked = RefCell::new(Vec::new());
             let proof = consistency_proof(m, n, log.lookup(n, &asked)).unwrap();
-            assert_eq!(
-                proof,
-                subproof(m as usize, &log.leaves[..n as usize], true),
-                "m {m}, n {n}"
-            );
+            assert_eq!(proof, subproof(m as usize, &log.leaves[..n as usize], true), "m {m}, n {n}");
             assert_same_nodes(&consistency_proof_nodes(m, n), &asked);
             verify_consistency(m, n, &proof, &log.root(m), &log.root(n)).unwrap();
         }
@@ -228,8 +196,7 @@ fn tampered_inclusion_proofs_are_rejected() {
         let root = log.root(size);
         for index in 0..size {
             let leaf = log.leaves[index as usize];
-            let proof =
-                inclusion_proof(index, size, log.lookup(size, &RefCell::default())).unwrap();
+            let proof = inclusion_proof(index, size, log.lookup(size, &RefCell::default())).unwrap();
             let len = proof.len();
             let check = |leaf: &Hash, index, size, proof: &[Hash], root: &Hash| {
                 verify_inclusion(leaf, index, size, proof, root)
@@ -259,15 +226,9 @@ fn tampered_inclusion_proofs_are_rejected() {
 
             let mut wrong_leaf = leaf;
             wrong_leaf[31] ^= 1;
-            assert!(matches!(
-                check(&wrong_leaf, index, size, &proof, &root),
-                Err(Error::RootMismatch { .. })
-            ));
+            assert!(matches!(check(&wrong_leaf, index, size, &proof, &root), Err(Error::RootMismatch { .. })));
             for other in [log.root(size - 1), empty_root(), [0xab; 32]] {
-                assert!(matches!(
-                    check(&leaf, index, size, &proof, &other),
-                    Err(Error::RootMismatch { .. })
-                ));
+                assert!(matches!(check(&leaf, index, size, &proof, &other), Err(Error::RootMismatch { .. })));
             }
 
             let mut wrong_indices = vec![index + 1, index ^ 2];
@@ -303,15 +264,11 @@ fn tampered_consistency_proofs_are_rejected() {
             let root_m = log.root(m);
             let proof = consistency_proof(m, n, log.lookup(n, &RefCell::default())).unwrap();
             let len = proof.len();
-            let check = |m, n, proof: &[Hash], root_m: &Hash, root_n: &Hash| {
-                verify_consistency(m, n, proof, root_m, root_n)
-            };
+            let check =
+                |m, n, proof: &[Hash], root_m: &Hash, root_n: &Hash| verify_consistency(m, n, proof, root_m, root_n);
 
             for i in 0..len {
-                assert!(matches!(
-                    check(m, n, &flipped(&proof, i), &root_m, &root_n),
-                    Err(Error::RootMismatch { .. })
-                ));
+                assert!(matches!(check(m, n, &flipped(&proof, i), &root_m, &root_n), Err(Error::RootMismatch { .. })));
             }
             for shorter in [&proof[..len - 1], &[]] {
                 assert!(matches!(
@@ -322,10 +279,7 @@ fn tampered_consistency_proofs_are_rejected() {
             for extra in [root_m, root_n, proof[0]] {
                 let mut longer = proof.clone();
                 longer.push(extra);
-                assert!(matches!(
-                    check(m, n, &longer, &root_m, &root_n),
-                    Err(Error::WrongProofLength { .. })
-                ));
+                assert!(matches!(check(m, n, &longer, &root_m, &root_n), Err(Error::WrongProofLength { .. })));
                 let mut preceded = vec![extra];
                 preceded.extend_from_slice(&proof);
                 assert!(check(m, n, &preceded, &root_m, &root_n).is_err());
@@ -346,16 +300,10 @@ fn tampered_consistency_proofs_are_rejected() {
             assert!(check(m, n, &proof, &root_n, &root_m).is_err());
 
             for wrong in [m - 1, m + 1, m ^ 2] {
-                assert!(
-                    check(wrong, n, &proof, &root_m, &root_n).is_err(),
-                    "m {m} accepted as {wrong}, n {n}"
-                );
+                assert!(check(wrong, n, &proof, &root_m, &root_n).is_err(), "m {m} accepted as {wrong}, n {n}");
             }
             for wrong in [n * 2, n / 2] {
-                assert!(
-                    check(m, wrong, &proof, &root_m, &root_n).is_err(),
-                    "n {n} accepted as {wrong}, m {m}"
-                );
+                assert!(check(m, wrong, &proof, &root_m, &root_n).is_err(), "n {n} accepted as {wrong}, m {m}");
             }
         }
     }
@@ -367,26 +315,17 @@ fn consistency_edge_cases() {
     let (root_4, root_5) = (log.root(4), log.root(5));
     // m == n: empty proof, equal roots.
     verify_consistency(5, 5, &[], &root_5, &root_5).unwrap();
-    assert!(matches!(
-        verify_consistency(5, 5, &[], &root_4, &root_5),
-        Err(Error::RootMismatch { size: 5 })
-    ));
+    assert!(matches!(verify_consistency(5, 5, &[], &root_4, &root_5), Err(Error::RootMismatch { size: 5 })));
     assert!(matches!(
         verify_consistency(5, 5, &[root_5], &root_5, &root_5),
-        Err(Error::WrongProofLength {
-            expected: 0,
-            actual: 1
-        })
+        Err(Error::WrongProofLength { expected: 0, actual: 1 })
     ));
     // m == 0 and m > n are outside RFC 9162's domain.
     assert!(matches!(
         verify_consistency(0, 5, &[], &empty_root(), &root_5),
         Err(Error::InvalidTreeSizes { old: 0, new: 5 })
     ));
-    assert!(matches!(
-        verify_consistency(5, 4, &[], &root_5, &root_4),
-        Err(Error::InvalidTreeSizes { old: 5, new: 4 })
-    ));
+    assert!(matches!(verify_consistency(5, 4, &[], &root_5, &root_4), Err(Error::InvalidTreeSizes { old: 5, new: 4 })));
     // A power-of-two old size: its root is implied, not sent.
     let proof = consistency_proof(4, 5, log.lookup(5, &RefCell::default())).unwrap();
     assert_eq!(proof, [log.leaves[4]]);

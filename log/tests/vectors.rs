@@ -4,10 +4,7 @@
 
 use std::collections::HashMap;
 
-use dephy_log::{
-    Frontier, Hash, consistency_proof, inclusion_proof, leaf_hash, verify_consistency,
-    verify_inclusion,
-};
+use dephy_log::{Frontier, Hash, consistency_proof, inclusion_proof, leaf_hash, verify_consistency, verify_inclusion};
 
 const LEAVES: [&[u8]; 8] = [
     b"",
@@ -53,11 +50,7 @@ const INCLUSION: [(u64, u64, &[&str]); 5] = [
             "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
         ],
     ),
-    (
-        2,
-        3,
-        &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-    ),
+    (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
     (
         1,
         5,

@@ -15,7 +15,12 @@ pub fn challenge() -> String {
 ///
 /// `relay_url` is the configured public URL; without one, the `relay` tag must name the host
 /// (and port) the client connected to (`host`, from the HTTP Host header).
-pub fn verify(event: &Event, challenge: &str, relay_url: Option<&str>, host: Option<&str>) -> Result<PublicKey, String> {
+pub fn verify(
+    event: &Event,
+    challenge: &str,
+    relay_url: Option<&str>,
+    host: Option<&str>,
+) -> Result<PublicKey, String> {
     if event.kind != Kind::Authentication {
         return Err("invalid: AUTH event must be kind 22242".into());
     }
@@ -91,7 +96,10 @@ mod tests {
         let ev = auth_event(&keys, "ws://127.0.0.1:8000", "abc");
         assert!(verify(&ev, "other", None, None).unwrap_err().starts_with("auth-required:"));
         assert!(verify(&ev, "abc", None, Some("example.com")).unwrap_err().starts_with("invalid:"));
-        let note = EventBuilder::text_note("x").tags([Tag::parse(["challenge", "abc"]).unwrap()]).sign_with_keys(&keys).unwrap();
+        let note = EventBuilder::text_note("x")
+            .tags([Tag::parse(["challenge", "abc"]).unwrap()])
+            .sign_with_keys(&keys)
+            .unwrap();
         assert!(verify(&note, "abc", None, None).unwrap_err().contains("22242"));
     }
 }

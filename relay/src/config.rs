@@ -186,7 +186,6 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!("cannot read config file {}: {e} (check the --config path)", path.display())
         })?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
 }

@@ -44,7 +44,8 @@ fn log_error(e: LogError) -> Response {
 
 fn checkpoint_json(event_json: &str) -> Value {
     let event: Value = serde_json::from_str(event_json).unwrap_or(Value::Null);
-    let mut body: Value = event.get("content").and_then(Value::as_str).and_then(|c| serde_json::from_str(c).ok()).unwrap_or(json!({}));
+    let mut body: Value =
+        event.get("content").and_then(Value::as_str).and_then(|c| serde_json::from_str(c).ok()).unwrap_or(json!({}));
     body["event"] = event;
     body
 }
@@ -65,7 +66,10 @@ pub struct CheckpointsQuery {
     limit: Option<u64>,
 }
 
-pub async fn checkpoints(State(state): State<Arc<AppState>>, q: Result<Query<CheckpointsQuery>, QueryRejection>) -> Response {
+pub async fn checkpoints(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<CheckpointsQuery>, QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "from and limit must be non-negative integers");
     };
@@ -74,7 +78,9 @@ pub async fn checkpoints(State(state): State<Arc<AppState>>, q: Result<Query<Che
         return error(StatusCode::BAD_REQUEST, format!("limit must be 1 to {MAX_PAGE}"));
     }
     match state.store.checkpoints(Some(q.from.unwrap_or(0)), limit as u32).await {
-        Ok(list) => Json(json!({ "checkpoints": list.iter().map(|e| checkpoint_json(e)).collect::<Vec<_>>() })).into_response(),
+        Ok(list) => {
+            Json(json!({ "checkpoints": list.iter().map(|e| checkpoint_json(e)).collect::<Vec<_>>() })).into_response()
+        }
         Err(e) => log_error(e.into()),
     }
 }
@@ -85,7 +91,10 @@ pub struct InclusionQuery {
     tree_size: Option<u64>,
 }
 
-pub async fn inclusion(State(state): State<Arc<AppState>>, q: Result<Query<InclusionQuery>, QueryRejection>) -> Response {
+pub async fn inclusion(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "need id=<64 hex event id> and optionally tree_size=<integer>");
     };
@@ -112,7 +121,10 @@ pub struct ConsistencyQuery {
     second: u64,
 }
 
-pub async fn consistency(State(state): State<Arc<AppState>>, q: Result<Query<ConsistencyQuery>, QueryRejection>) -> Response {
+pub async fn consistency(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "need first=<tree size> and second=<tree size>, integers");
     };
@@ -199,7 +211,10 @@ pub struct AfterQuery {
     limit: Option<u64>,
 }
 
-pub async fn events_after(State(state): State<Arc<AppState>>, q: Result<Query<AfterQuery>, QueryRejection>) -> Response {
+pub async fn events_after(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AfterQuery>, QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "need after=<arrival sequence number> and optionally limit=<integer>");
     };
@@ -212,7 +227,9 @@ pub async fn events_after(State(state): State<Arc<AppState>>, q: Result<Query<Af
         Ok(events) => {
             let events: Vec<Value> = events
                 .into_iter()
-                .map(|e| json!({ "seq": e.seq, "event": serde_json::from_str::<Value>(&e.json).unwrap_or(Value::Null) }))
+                .map(
+                    |e| json!({ "seq": e.seq, "event": serde_json::from_str::<Value>(&e.json).unwrap_or(Value::Null) }),
+                )
                 .collect();
             Json(json!({ "events": events })).into_response()
         }

@@ -63,13 +63,12 @@ fn filter_values(f: &Filter) -> usize {
 /// Parses one text frame.
 pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
     let Bounds { max_filters, max_subid, max_values } = bounds;
-    let parts: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    let parts: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
     let Some((kind, rest)) = parts.split_first() else {
         return Err(ParseError::Malformed("empty array".into()));
     };
-    let kind: &str = serde_json::from_str(kind.get())
-        .map_err(|_| ParseError::Malformed("first element must be a string".into()))?;
+    let kind: &str =
+        serde_json::from_str(kind.get()).map_err(|_| ParseError::Malformed("first element must be a string".into()))?;
     match kind {
         "EVENT" => {
             let [raw] = rest else {
@@ -96,10 +95,8 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
             if raw_filters.len() > max_filters {
                 return Err(bad(format!("too many filters (max {max_filters})")));
             }
-            let parsed = raw_filters
-                .iter()
-                .map(|raw| parse_filter(raw.get()).map_err(&bad))
-                .collect::<Result<Vec<_>, _>>()?;
+            let parsed =
+                raw_filters.iter().map(|raw| parse_filter(raw.get()).map_err(&bad)).collect::<Result<Vec<_>, _>>()?;
             let after_seq = parsed[0].1;
             if parsed.iter().any(|(_, a)| *a != after_seq) {
                 return Err(bad("after_seq must be the same in every filter of a REQ".into()));

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,9 +51,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let metrics = m::install()?;
     let keys = crate::identity::load_or_create(&cfg.key_file)?;
-    let store = Store::open(&cfg.db, &cfg.store)
-        .await
-        .with_context(|| format!("cannot open database {}", cfg.db))?;
+    let store = Store::open(&cfg.db, &cfg.store).await.with_context(|| format!("cannot open database {}", cfg.db))?;
     let cfg = Arc::new(cfg);
 
     let fanout = Fanout::new(store.last_seq().await?);

@@ -120,7 +120,9 @@ async fn huge_filter_value_lists(backend: Backend) {
         values.push("needle".to_string());
         let r = c.req_result(&format!("many{n}"), &[json!({"#t": values})]).await;
         match &r.closed {
-            None if n < 10_000 => assert_eq!(ids_of(&r.events), vec![e.id.to_hex()], "the needle is found among {n} values"),
+            None if n < 10_000 => {
+                assert_eq!(ids_of(&r.events), vec![e.id.to_hex()], "the needle is found among {n} values")
+            }
             None => panic!("REQ with {n} tag values was answered; expected CLOSED invalid:"),
             Some(m) if n < 10_000 => panic!("REQ with {n} tag values answered CLOSED {m:?}"),
             Some(m) => assert!(m.starts_with("invalid: a filter has") && m.contains("split it"), "{m}"),

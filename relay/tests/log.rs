@@ -72,7 +72,10 @@ async fn proofs_verify_and_leaves_outlive_deletion(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     let entries = body["entries"].as_array().unwrap();
     let ids: Vec<&str> = entries.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, events.iter().map(|e| e.id.to_hex()).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        events.iter().map(|e| e.id.to_hex()).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let seqs: Vec<i64> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence strictly increases: {seqs:?}");
 
@@ -168,9 +171,11 @@ async fn session_chains_reject_forks(backend: Backend) {
     // Replay: the chain in arrival order with log positions.
     let (status, body) = get(&relay, &format!("/sessions/{}/chain/events", dev.public_key().to_hex())).await;
     assert_eq!(status, 200, "{body}");
-    let got: Vec<&str> = body["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
+    let got: Vec<&str> =
+        body["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
     assert_eq!(got, vec![e1.id.to_hex(), e2.id.to_hex(), winner.id.to_hex()]);
-    let positions: Vec<u64> = body["events"].as_array().unwrap().iter().map(|e| e["log_index"].as_u64().unwrap()).collect();
+    let positions: Vec<u64> =
+        body["events"].as_array().unwrap().iter().map(|e| e["log_index"].as_u64().unwrap()).collect();
     assert_eq!(positions, vec![0, 1, 2]);
 }
 
@@ -229,7 +234,11 @@ async fn nip62_vanish_keeps_leaves(backend: Backend) {
 
     // The log kept every leaf: old proofs for vanished events still verify.
     let (_, body) = get(&relay, "/log/entries?start=0&end=100").await;
-    assert_eq!(body["tree_size"].as_u64().unwrap(), size_before + 2, "vanish request + later event appended, nothing removed");
+    assert_eq!(
+        body["tree_size"].as_u64().unwrap(),
+        size_before + 2,
+        "vanish request + later event appended, nothing removed"
+    );
     let proof = inclusion(&relay, &a[1].id.to_hex(), size_before).await;
     verify_inclusion(&proof);
 }
@@ -250,7 +259,11 @@ async fn catch_up_cursor(backend: Backend) {
         .iter()
         .map(|e| (e["seq"].as_i64().unwrap(), e["event"]["id"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(all.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), hex_ids(&evs.iter().collect::<Vec<_>>()), "arrival order");
+    assert_eq!(
+        all.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+        hex_ids(&evs.iter().collect::<Vec<_>>()),
+        "arrival order"
+    );
     let cursor = all[1].0;
 
     // Over WebSocket: after_seq in the filter, each EVENT carries its seq; live ones too.

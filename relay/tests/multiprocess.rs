@@ -339,7 +339,8 @@ async fn publish_all(c: &mut Conn, evs: &[Event]) {
 async fn one_log_across_processes() {
     let (_db, a, b) = two_relays().await;
     let k = Keys::generate();
-    let evs: Vec<Event> = (0..200).map(|i| dephy(&k, &format!("log {i}"), &[&["s", "mplog"]], now() - 300 + i)).collect();
+    let evs: Vec<Event> =
+        (0..200).map(|i| dephy(&k, &format!("log {i}"), &[&["s", "mplog"]], now() - 300 + i)).collect();
     let (mut ca, mut cb) = (a.connect().await, b.connect().await);
     let (first, second) = evs.split_at(100);
     tokio::join!(publish_all(&mut ca, first), publish_all(&mut cb, second));

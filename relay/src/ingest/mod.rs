@@ -54,7 +54,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(cfg: Arc<Config>, rates: Arc<RateLimits>, writer: Writer, fanout: mpsc::Sender<Delivery>, store: Store) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        rates: Arc<RateLimits>,
+        writer: Writer,
+        fanout: mpsc::Sender<Delivery>,
+        store: Store,
+    ) -> Self {
         Self { cfg, rates, writer, fanout, store }
     }
 

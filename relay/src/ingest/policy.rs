@@ -24,10 +24,7 @@ pub fn check_event(event: &Event, now: i64, l: &LimitsConfig) -> Result<(), Stri
     }
     let created_at = crate::store::ts(event.created_at);
     if created_at > now.saturating_add(l.created_at_future_secs as i64) {
-        return Err(format!(
-            "invalid: created_at is more than {} seconds in the future",
-            l.created_at_future_secs
-        ));
+        return Err(format!("invalid: created_at is more than {} seconds in the future", l.created_at_future_secs));
     }
     if l.created_at_past_secs > 0 && created_at < now - l.created_at_past_secs as i64 {
         return Err(format!("invalid: created_at is more than {} seconds in the past", l.created_at_past_secs));

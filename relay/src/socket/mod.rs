@@ -199,7 +199,9 @@ impl Connection {
                 let id = event.id;
                 let from = ingest::Sender { ip: self.ip, authed: &self.authed, host: self.host.as_deref() };
                 match self.state.ingest.submit(event, raw_len, from).await {
-                    Submitted::Done { accepted, message } => send(sink, out::ok(&id.to_hex(), accepted, &message)).await,
+                    Submitted::Done { accepted, message } => {
+                        send(sink, out::ok(&id.to_hex(), accepted, &message)).await
+                    }
                     Submitted::Pending(rx) => {
                         self.pending.push(Box::pin(async move {
                             (id, rx.await.unwrap_or_else(|_| Err("the relay is shutting down".into())))
@@ -218,7 +220,8 @@ impl Connection {
             }
             ClientMessage::Auth { event } => {
                 let cfg = &self.state.cfg;
-                let result = crate::auth::verify(&event, &self.challenge, cfg.relay_url.as_deref(), self.host.as_deref());
+                let result =
+                    crate::auth::verify(&event, &self.challenge, cfg.relay_url.as_deref(), self.host.as_deref());
                 let (accepted, message) = match result {
                     Ok(pubkey) => {
                         self.authed.insert(pubkey);

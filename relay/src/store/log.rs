@@ -66,7 +66,13 @@ where
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("({},{},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3), ph(dialect, b + 4)));
+            sql.push_str(&format!(
+                "({},{},{},{})",
+                ph(dialect, b + 1),
+                ph(dialect, b + 2),
+                ph(dialect, b + 3),
+                ph(dialect, b + 4)
+            ));
         }
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for (i, (seq, ev)) in chunk.iter().enumerate() {
@@ -108,7 +114,11 @@ where
 }
 
 /// The stored nodes among `ids` (one query for leaves, one for inner nodes).
-pub async fn nodes_on<DB>(conn: &mut DB::Connection, dialect: Dialect, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, sqlx::Error>
+pub async fn nodes_on<DB>(
+    conn: &mut DB::Connection,
+    dialect: Dialect,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, sqlx::Error>
 where
     DB: Database,
     DB::Arguments: sqlx::IntoArguments<DB>,
@@ -136,8 +146,9 @@ where
     if inner.is_empty() {
         return Ok(out);
     }
-    let conds: Vec<String> =
-        (0..inner.len()).map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2))).collect();
+    let conds: Vec<String> = (0..inner.len())
+        .map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2)))
+        .collect();
     let sql = format!("SELECT level, idx, hash FROM log_nodes WHERE {}", conds.join(" OR "));
     let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
     for id in &inner {
@@ -153,7 +164,11 @@ where
 }
 
 /// The first leaf holding `event_id`: (leaf index, received ms).
-pub async fn leaf_of<'e, DB, E>(exec: E, dialect: Dialect, event_id: &[u8; 32]) -> Result<Option<(u64, i64)>, sqlx::Error>
+pub async fn leaf_of<'e, DB, E>(
+    exec: E,
+    dialect: Dialect,
+    event_id: &[u8; 32],
+) -> Result<Option<(u64, i64)>, sqlx::Error>
 where
     DB: Database,
     DB::Arguments: sqlx::IntoArguments<DB>,

@@ -3,9 +3,9 @@
 use std::borrow::Cow;
 
 use futures_util::future::BoxFuture;
+use sqlx::SqlSafeStr;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::SqlSafeStr;
 
 /// (version, description, SQL) of every migration of one backend.
 type Embedded = &'static [(i64, &'static str, &'static str)];

@@ -113,8 +113,7 @@ impl IndexedEvent {
             KindClass::Addressable => Some(index_text(event.tags.identifier().unwrap_or_default())),
             _ => None,
         };
-        let coordinate =
-            dtag.as_ref().map(|d| format!("{}:{}:{}", event.kind.as_u16(), pubkey_hex, d));
+        let coordinate = dtag.as_ref().map(|d| format!("{}:{}:{}", event.kind.as_u16(), pubkey_hex, d));
         let mut seen = std::collections::HashSet::new();
         let mut tags: Vec<(String, String)> = Vec::new();
         for tag in event.tags.iter() {
@@ -143,10 +142,7 @@ impl IndexedEvent {
                         if let (Some(k), Some(pk), Some(_)) = (it.next(), it.next(), it.next())
                             && pk == pubkey_hex
                             && let Ok(k) = k.parse::<u16>()
-                            && matches!(
-                                KindClass::of(Kind::from(k)),
-                                KindClass::Replaceable | KindClass::Addressable
-                            )
+                            && matches!(KindClass::of(Kind::from(k)), KindClass::Replaceable | KindClass::Addressable)
                         {
                             deletes_coords.push((k as i64, index_text(v)));
                         }
@@ -335,7 +331,10 @@ impl Store {
         Ok(with_pool!(self, read pool => log::size_on(pool).await)?)
     }
 
-    async fn log_nodes(&self, ids: &[dephy_log::NodeId]) -> Result<std::collections::HashMap<dephy_log::NodeId, dephy_log::Hash>, StoreError> {
+    async fn log_nodes(
+        &self,
+        ids: &[dephy_log::NodeId],
+    ) -> Result<std::collections::HashMap<dephy_log::NodeId, dephy_log::Hash>, StoreError> {
         let dialect = self.dialect();
         Ok(match self {
             Store::Sqlite(s) => log::nodes_on::<sqlx::Sqlite>(&mut *s.reader.acquire().await?, dialect, ids).await,
@@ -411,10 +410,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(i64, Option<i64>, String)>, StoreError> {
         let sql = match self.dialect() {
-            sql::Dialect::Sqlite => "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = ? \
-                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
-            sql::Dialect::Postgres => "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = $1 \
-                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = $2 AND e.seq > $3 ORDER BY e.seq LIMIT $4",
+            sql::Dialect::Sqlite => {
+                "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = ? \
+                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
+            }
+            sql::Dialect::Postgres => {
+                "SELECT e.seq, l.idx, e.raw FROM events e JOIN tags t ON t.seq = e.seq AND t.name = 's' AND t.value = $1 \
+                LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = $2 AND e.seq > $3 ORDER BY e.seq LIMIT $4"
+            }
         };
         Ok(with_pool!(self, read pool => sqlx::query_as(sql)
             .bind(session.to_string())
@@ -428,8 +431,12 @@ impl Store {
     /// Records a signed checkpoint (idempotent per tree size).
     pub async fn save_checkpoint(&self, cp: &dephy_log::Checkpoint, event_json: &str) -> Result<(), StoreError> {
         let sql = match self.dialect() {
-            sql::Dialect::Sqlite => "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING",
-            sql::Dialect::Postgres => "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+            sql::Dialect::Sqlite => {
+                "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING"
+            }
+            sql::Dialect::Postgres => {
+                "INSERT INTO checkpoints (tree_size, root, timestamp, event, anchor) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING"
+            }
         };
         with_pool!(self, write pool => sqlx::query(sql)
             .bind(cp.tree_size as i64)
@@ -447,9 +454,15 @@ impl Store {
     /// the newest one when `from` is `None`.
     pub async fn checkpoints(&self, from: Option<u64>, limit: u32) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = match (self.dialect(), from) {
-            (_, None) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_all(pool).await)?,
-            (sql::Dialect::Sqlite, Some(from)) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?,
-            (sql::Dialect::Postgres, Some(from)) => with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?,
+            (_, None) => {
+                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_all(pool).await)?
+            }
+            (sql::Dialect::Sqlite, Some(from)) => {
+                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?
+            }
+            (sql::Dialect::Postgres, Some(from)) => {
+                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?
+            }
         };
         Ok(rows.into_iter().map(|(e,)| e).collect())
     }
@@ -497,15 +510,9 @@ pub fn index_text(s: &str) -> String {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

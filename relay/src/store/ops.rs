@@ -61,8 +61,12 @@ impl WriteSql {
             Dialect::Sqlite => s.replace('$', "?"),
         };
         Self {
-            blocked: d("SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target IN ($3, 'vanish') AND created_at >= $4)) LIMIT 1"),
-            existing_replaceable: d("SELECT seq, created_at, id FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3"),
+            blocked: d(
+                "SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target IN ($3, 'vanish') AND created_at >= $4)) LIMIT 1",
+            ),
+            existing_replaceable: d(
+                "SELECT seq, created_at, id FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3",
+            ),
             delete_event_seq: d("DELETE FROM events WHERE seq = $1"),
             delete_tags_seq: d("DELETE FROM tags WHERE seq = $1"),
             insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
@@ -72,8 +76,12 @@ impl WriteSql {
             exists_id: d("SELECT 1 FROM events WHERE id = $1"),
             chain_head: d("SELECT head FROM chain_heads WHERE pubkey = $1 AND session = $2"),
             delete_own_by_id: d("DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq"),
-            delete_all_before: d("DELETE FROM events WHERE pubkey = $1 AND created_at <= $2 AND id <> $3 RETURNING seq"),
-            delete_own_by_coord: d("DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq"),
+            delete_all_before: d(
+                "DELETE FROM events WHERE pubkey = $1 AND created_at <= $2 AND id <> $3 RETURNING seq",
+            ),
+            delete_own_by_coord: d(
+                "DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq",
+            ),
             record_deletion: d("INSERT INTO deletions (target, pubkey, created_at) VALUES ($1, $2, $3) \
                 ON CONFLICT (target, pubkey) DO UPDATE SET created_at = \
                 CASE WHEN excluded.created_at > deletions.created_at THEN excluded.created_at ELSE deletions.created_at END"),
@@ -220,7 +228,13 @@ where
         }
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for (seq, ev, name, value) in chunk {
-            q = q.bind(*seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix).bind(name.to_string()).bind(value.to_string());
+            q = q
+                .bind(*seq)
+                .bind(ev.kind)
+                .bind(ev.created_at)
+                .bind(ev.id_prefix)
+                .bind(name.to_string())
+                .bind(value.to_string());
         }
         q.execute(&mut *conn).await?;
     }
@@ -284,7 +298,11 @@ fn stored_of<'a>(outcomes: &[WriteOutcome], events: &[&'a IndexedEvent]) -> Vec<
 
 /// Makes each stored event with an `s` tag the head of its (author, session) chain; within a
 /// batch the last one wins, as batches are in arrival order.
-async fn advance_chains<DB>(conn: &mut DB::Connection, dialect: Dialect, stored: &[(i64, &IndexedEvent)]) -> Result<(), sqlx::Error>
+async fn advance_chains<DB>(
+    conn: &mut DB::Connection,
+    dialect: Dialect,
+    stored: &[(i64, &IndexedEvent)],
+) -> Result<(), sqlx::Error>
 where
     DB: Driver,
     DB::Arguments: sqlx::IntoArguments<DB>,
@@ -360,8 +378,7 @@ where
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = existing {
-            let (seq, created_at, id): (i64, i64, Vec<u8>) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (seq, created_at, id): (i64, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             if id.as_slice() == ev.id {
                 return Ok(WriteOutcome::Duplicate);
             }
@@ -409,11 +426,8 @@ where
 
     for chunk in ev.tags.chunks(1000) {
         let text = sql.insert_tags(chunk.len());
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(text))
-            .bind(seq)
-            .bind(ev.kind)
-            .bind(ev.created_at)
-            .bind(ev.id_prefix);
+        let mut q =
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(text)).bind(seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix);
         for (name, value) in chunk {
             q = q.bind(name.clone()).bind(value.clone());
         }
@@ -521,9 +535,7 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     let rows = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_all(exec).await?;
-    rows.iter()
-        .map(|r| Ok(StoredEvent { seq: r.try_get(0)?, json: r.try_get(1)? }))
-        .collect()
+    rows.iter().map(|r| Ok(StoredEvent { seq: r.try_get(0)?, json: r.try_get(1)? })).collect()
 }
 
 /// Runs a built `SELECT COUNT(*)`.

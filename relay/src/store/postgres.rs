@@ -60,15 +60,12 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(|e| {
-                StoreError::Config(format!("cannot connect to PostgreSQL at {url}: {e} (is the server running and the database created?)"))
+                StoreError::Config(format!(
+                    "cannot connect to PostgreSQL at {url}: {e} (is the server running and the database created?)"
+                ))
             })?;
         super::migrations::migrator(super::migrations::POSTGRES).await?.run(&pool).await?;
-        Ok(Self {
-            pool,
-            sql: Arc::new(WriteSql::new(Dialect::Postgres)),
-            url: url.to_string(),
-            origin: rand::random(),
-        })
+        Ok(Self { pool, sql: Arc::new(WriteSql::new(Dialect::Postgres)), url: url.to_string(), origin: rand::random() })
     }
 
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
@@ -91,14 +88,16 @@ impl PgStore {
     pub async fn announce_ephemeral(&self, event_json: &str) -> Result<(), StoreError> {
         let e = serde_json::value::RawValue::from_string(event_json.to_string())
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let mut note = serde_json::to_string(&EphemeralNote { o: self.origin, e: Some(e), x: None }).expect("serializable");
+        let mut note =
+            serde_json::to_string(&EphemeralNote { o: self.origin, e: Some(e), x: None }).expect("serializable");
         if note.len() > MAX_NOTIFY_PAYLOAD {
             let (id,): (i64,) = sqlx::query_as("INSERT INTO ephemeral_outbox (raw, at) VALUES ($1, $2) RETURNING id")
                 .bind(event_json)
                 .bind(super::now_millis())
                 .fetch_one(&self.pool)
                 .await?;
-            note = serde_json::to_string(&EphemeralNote { o: self.origin, e: None, x: Some(id) }).expect("serializable");
+            note =
+                serde_json::to_string(&EphemeralNote { o: self.origin, e: None, x: Some(id) }).expect("serializable");
         }
         sqlx::query("SELECT pg_notify($1, $2)").bind(EPHEMERAL_CHANNEL).bind(note).execute(&self.pool).await?;
         Ok(())
@@ -135,10 +134,11 @@ impl PgStore {
                         let raw = match (n.e, n.x) {
                             (Some(e), _) => e.get().to_string(),
                             (None, Some(id)) => {
-                                let row: Option<(String,)> = sqlx::query_as("SELECT raw FROM ephemeral_outbox WHERE id = $1")
-                                    .bind(id)
-                                    .fetch_optional(&self.pool)
-                                    .await?;
+                                let row: Option<(String,)> =
+                                    sqlx::query_as("SELECT raw FROM ephemeral_outbox WHERE id = $1")
+                                        .bind(id)
+                                        .fetch_optional(&self.pool)
+                                        .await?;
                                 match row {
                                     Some((raw,)) => raw,
                                     None => continue,

@@ -101,17 +101,13 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     // Drive from one tag condition unless ids pin the rows already: a single-valued one
     // (joined, so the index yields rows in order) if any, else a multi-valued one (IN subquery).
     let driver = if f.ids.is_none() {
-        tags.iter()
-            .enumerate()
-            .min_by_key(|(_, (c, v))| (v.len() > 1, tag_preference(*c)))
-            .map(|(i, _)| i)
+        tags.iter().enumerate().min_by_key(|(_, (c, v))| (v.len() > 1, tag_preference(*c))).map(|(i, _)| i)
     } else {
         None
     };
     let driver = driver.map(|i| tags.remove(i));
-    let kinds = |b: &mut Builder| {
-        f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))))
-    };
+    let kinds =
+        |b: &mut Builder| f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))));
     let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(super::ts(t))));
     let until = |b: &mut Builder| f.until.map(|t| b.bind(Param::Int(super::ts(t))));
 
@@ -175,9 +171,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
         let l = b.list(values.iter().cloned().map(Param::Text));
-        conds.push(format!(
-            "EXISTS (SELECT 1 FROM tags x WHERE x.seq = e.seq AND x.name = {name} AND x.value IN {l})"
-        ));
+        conds.push(format!("EXISTS (SELECT 1 FROM tags x WHERE x.seq = e.seq AND x.name = {name} AND x.value IN {l})"));
     }
     let now = b.bind(Param::Int(now));
     conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));

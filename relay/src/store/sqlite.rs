@@ -38,9 +38,8 @@ impl SqliteStore {
             .pragma("temp_store", "memory");
         let path = opts.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Config(format!("cannot create database directory {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create database directory {}: {e}", dir.display())))?;
         }
         // The writer never checkpoints the WAL itself (that would stall group commits); a
         // background connection does, see `checkpoint_wal`.
@@ -98,7 +97,10 @@ impl SqliteStore {
             if self.checkpointer.is_closed() {
                 return;
             }
-            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.checkpointer).await {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&self.checkpointer)
+                .await
+            {
                 // Under a steady write load a passive checkpoint never catches up, and SQLite
                 // only rewinds a fully checkpointed WAL: bound its size with a RESTART, which
                 // makes the writer wait for the copy.
