@@ -326,6 +326,15 @@ impl Store {
         }
     }
 
+    /// Whether this process signs the log's checkpoints (always, on SQLite; on PostgreSQL,
+    /// exactly one of the processes sharing the database).
+    pub async fn is_checkpoint_signer(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => true,
+            Self::Postgres(s) => s.is_checkpoint_signer().await,
+        }
+    }
+
     /// Number of leaves in the verifiable log.
     pub async fn log_size(&self) -> Result<u64, StoreError> {
         Ok(with_pool!(self, read pool => log::size_on(pool).await)?)

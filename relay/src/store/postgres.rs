@@ -21,6 +21,8 @@ use crate::fanout::Delivery;
 
 /// Advisory lock key serializing writers ("DePHY" in ASCII).
 const WRITE_LOCK: i64 = 0x0044_6550_4859;
+/// Session advisory lock held by the one process that signs log checkpoints.
+const CHECKPOINT_LOCK: i64 = WRITE_LOCK + 1;
 const STORED_CHANNEL: &str = "dephy_relay_stored";
 const EPHEMERAL_CHANNEL: &str = "dephy_relay_ephemeral";
 /// NOTIFY payloads must stay below 8000 bytes.
@@ -33,6 +35,8 @@ pub struct PgStore {
     url: String,
     /// Identifies this process in notifications, so it skips its own.
     origin: u64,
+    /// The connection that holds, or keeps trying for, [`CHECKPOINT_LOCK`].
+    signer: Arc<tokio::sync::Mutex<Option<(sqlx::PgConnection, bool)>>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,7 +69,13 @@ impl PgStore {
                 ))
             })?;
         super::migrations::migrator(super::migrations::POSTGRES).await?.run(&pool).await?;
-        Ok(Self { pool, sql: Arc::new(WriteSql::new(Dialect::Postgres)), url: url.to_string(), origin: rand::random() })
+        Ok(Self {
+            pool,
+            sql: Arc::new(WriteSql::new(Dialect::Postgres)),
+            url: url.to_string(),
+            origin: rand::random(),
+            signer: Arc::default(),
+        })
     }
 
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
@@ -82,6 +92,40 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Whether this process signs checkpoints: of all processes on the database, the one that
+    /// holds a session advisory lock. If its connection drops, another process takes over.
+    pub async fn is_checkpoint_signer(&self) -> bool {
+        use sqlx::Connection;
+        let mut signer = self.signer.lock().await;
+        if signer.is_none() {
+            *signer = sqlx::PgConnection::connect(&self.url).await.ok().map(|conn| (conn, false));
+        }
+        let Some((conn, held)) = signer.as_mut() else {
+            return false;
+        };
+        let alive = if *held {
+            conn.ping().await.is_ok()
+        } else {
+            match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                .bind(CHECKPOINT_LOCK)
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(got) => {
+                    *held = got;
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        if !alive {
+            // The session (and with it the lock) is gone; reconnect on the next call.
+            *signer = None;
+            return false;
+        }
+        signer.as_ref().is_some_and(|(_, held)| *held)
     }
 
     /// Tells the other relay processes about an ephemeral event (not stored anywhere).
