@@ -41,7 +41,8 @@ enum Command {
     ///
     /// Checks every signed checkpoint and the consistency proofs between them, that the log
     /// extends the checkpoint an earlier audit saw (--state), and that the newest events served
-    /// over WebSocket and the log's leaves are proven in the latest checkpoint.
+    /// over WebSocket and the log's leaves are proven in the latest checkpoint; with --rpc, that
+    /// each checkpoint's Solana anchor is a successful memo transaction of its tree size and root.
     /// Exit code 0: OK; 1: a check failed; 2: the audit could not run.
     Audit {
         /// The relay's URL: ws://HOST:PORT or http://HOST:PORT (TLS is not supported).
@@ -53,6 +54,10 @@ enum Command {
         /// How many of the newest events to fetch over WebSocket and prove in the log.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         sample: u32,
+        /// Solana JSON-RPC URL: verify every checkpoint's Solana anchor (its memo transaction)
+        /// there. Without it, anchors are reported but not checked.
+        #[arg(long, value_name = "URL")]
+        rpc: Option<String>,
     },
 }
 
@@ -88,7 +93,9 @@ pub fn main() -> ExitCode {
                 println!("migrations applied to {db}");
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Audit { url, state, sample } => Ok(crate::audit::run(&url, state.as_deref(), sample).await),
+            Command::Audit { url, state, sample, rpc } => {
+                Ok(crate::audit::run(&url, state.as_deref(), sample, rpc.as_deref()).await)
+            }
         }
     });
     match result {

@@ -31,6 +31,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub anchor: AnchorConfig,
 }
 
 impl Default for Config {
@@ -45,6 +46,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            anchor: AnchorConfig::default(),
         }
     }
 }
@@ -177,6 +179,25 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { checkpoint_interval_secs: 60, checkpoint_every_events: 100_000 }
+    }
+}
+
+/// Anchoring of checkpoints on Solana (`relay/src/anchor.rs`); off unless `rpc_url` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnchorConfig {
+    /// Solana JSON-RPC URL (e.g. `https://api.devnet.solana.com`); unset = no anchoring.
+    pub rpc_url: Option<String>,
+    /// Solana keypair JSON file (a 64-byte array, as `solana-keygen new` writes) that pays for
+    /// and signs the memo transactions.
+    pub keypair_file: PathBuf,
+    /// Commitment to wait for: `processed`, `confirmed` (default) or `finalized`.
+    pub commitment: Option<String>,
+}
+
+impl Default for AnchorConfig {
+    fn default() -> Self {
+        Self { rpc_url: None, keypair_file: crate::anchor::default_keypair_file(), commitment: None }
     }
 }
 

@@ -8,7 +8,8 @@ use crate::config::Config;
 /// NIPs implemented by this relay.
 pub const SUPPORTED_NIPS: &[u16] = &[1, 9, 11, 40, 42, 45, 62, 70];
 
-pub fn document(cfg: &Config, pubkey_hex: &str) -> Value {
+/// `anchor_pubkey`: the Solana address that anchors checkpoints, when anchoring is configured.
+pub fn document(cfg: &Config, pubkey_hex: &str, anchor_pubkey: Option<&str>) -> Value {
     let l = &cfg.limits;
     let mut doc = json!({
         "name": cfg.info.name,
@@ -38,6 +39,9 @@ pub fn document(cfg: &Config, pubkey_hex: &str) -> Value {
     }
     if let Some(contact) = &cfg.info.contact {
         doc["contact"] = Value::String(contact.clone());
+    }
+    if let Some(anchor) = anchor_pubkey {
+        doc["anchor_pubkey"] = Value::String(anchor.to_string());
     }
     doc
 }

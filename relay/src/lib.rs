@@ -8,11 +8,13 @@
 //! ```
 //!
 //! Every stored event is also appended to a verifiable Merkle log in the same transaction
-//! (`store::log`); `checkpoint` signs its root periodically and `logapi` serves proofs.
+//! (`store::log`); `checkpoint` signs its root periodically (optionally anchoring it on
+//! Solana first, `anchor`) and `logapi` serves proofs.
 //!
 //! Reads go `socket → protocol → store::query`. `server` wires the stages together and serves
 //! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`) on the same port as the WebSocket.
 
+pub mod anchor;
 pub mod audit;
 pub mod auth;
 pub mod checkpoint;

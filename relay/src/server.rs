@@ -52,6 +52,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let metrics = m::install()?;
     let keys = crate::identity::load_or_create(&cfg.key_file)?;
     let store = Store::open(&cfg.db, &cfg.store).await.with_context(|| format!("cannot open database {}", cfg.db))?;
+    let anchor = crate::anchor::Anchor::from_config(&cfg.anchor)?;
+    if let Some(anchor) = &anchor {
+        tracing::info!(rpc_url = anchor.rpc_url(), pubkey = %anchor.pubkey(), "anchoring checkpoints on Solana");
+    }
+    let anchor_pubkey = anchor.as_ref().map(|a| a.pubkey().to_string());
     let cfg = Arc::new(cfg);
 
     let fanout = Fanout::new(store.last_seq().await?);
@@ -69,7 +74,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let rates = Arc::new(RateLimits::new(&cfg.limits));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
-        info: crate::info::document(&cfg, &keys.public_key().to_hex()).to_string(),
+        info: crate::info::document(&cfg, &keys.public_key().to_hex(), anchor_pubkey.as_deref()).to_string(),
         ingest: Ingest::new(cfg.clone(), rates.clone(), writer, fanout_tx, store.clone()),
         connections: ConnectionLimits::new(&cfg.limits),
         cfg: cfg.clone(),
@@ -81,7 +86,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         metrics,
     });
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let checkpoints = tokio::spawn(crate::checkpoint::run(state.clone(), keys.clone()));
+    let checkpoints = tokio::spawn(crate::checkpoint::run(state.clone(), keys.clone(), anchor));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -378,3 +378,32 @@ async fn one_log_across_processes() {
         .expect("proof verifies");
     }
 }
+
+/// Only one of the processes on a database signs checkpoints, so an auditor sees one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_checkpoint_signer_across_processes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let cfg = "[log]\ncheckpoint_interval_secs = 1\n";
+    let a = Relay::spawn(&db, "a", cfg).await;
+    let b = Relay::spawn(&db, "b", cfg).await;
+    let k = Keys::generate();
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut round = 0;
+    let checkpoints = loop {
+        round += 1;
+        ca.publish_ok(&dephy(&k, &format!("a{round}"), &[], now())).await;
+        cb.publish_ok(&dephy(&k, &format!("b{round}"), &[], now())).await;
+        let body = http_get(a.port, "/log/checkpoints?from=0&limit=100", &[]).await.expect("http").json();
+        let list = body["checkpoints"].as_array().cloned().unwrap_or_default();
+        if list.len() >= 3 {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "fewer than 3 checkpoints within 20 s: {body}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    };
+    let signers: HashSet<&str> = checkpoints.iter().map(|c| c["event"]["pubkey"].as_str().unwrap()).collect();
+    assert_eq!(signers.len(), 1, "checkpoints signed by one process only: {signers:?}");
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c["tree_size"].as_u64().unwrap()).collect();
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "one checkpoint per tree size: {sizes:?}");
+}

@@ -4,6 +4,8 @@
 //! 1. the relay's key, from its NIP-11 document;
 //! 2. every signed checkpoint: signature and author, tree sizes that never decrease (equal
 //!    sizes, equal roots), and a consistency proof between each consecutive pair;
+//!    with `--rpc URL`, every checkpoint's Solana anchor (`crate::anchor::verify`: a successful
+//!    transaction whose SPL memo is exactly the checkpoint's tree size and root);
 //! 3. with `--state FILE`, that the latest checkpoint extends the one an earlier audit saw
 //!    (the file is then updated);
 //! 4. the newest events served over WebSocket: id, signature, and an inclusion proof at the
@@ -55,8 +57,8 @@ pub enum AuditError {
 type Result<T> = std::result::Result<T, AuditError>;
 
 /// Runs `dephy-relay audit`, printing what was checked and the verdict; returns the exit code.
-pub async fn run(url: &str, state_file: Option<&Path>, sample: u32) -> ExitCode {
-    match audit(url, state_file, sample).await {
+pub async fn run(url: &str, state_file: Option<&Path>, sample: u32, rpc: Option<&str>) -> ExitCode {
+    match audit(url, state_file, sample, rpc).await {
         Ok(cp) => {
             println!("audit: OK (tree_size {}, root {})", cp.tree_size, hex::encode(cp.root_hash));
             ExitCode::SUCCESS
@@ -72,7 +74,7 @@ pub async fn run(url: &str, state_file: Option<&Path>, sample: u32) -> ExitCode 
     }
 }
 
-async fn audit(url: &str, state_file: Option<&Path>, sample: u32) -> Result<Checkpoint> {
+async fn audit(url: &str, state_file: Option<&Path>, sample: u32, rpc: Option<&str>) -> Result<Checkpoint> {
     let endpoint = Endpoint::parse(url).map_err(AuditError::Incomplete)?;
     let earlier = match state_file {
         Some(path) => state::load(path)?.map(|seen| (path, seen)),
@@ -95,7 +97,8 @@ async fn audit(url: &str, state_file: Option<&Path>, sample: u32) -> Result<Chec
             ),
         });
     };
-    relay.check_checkpoints(&latest).await?;
+    let anchored = relay.check_checkpoints(&latest).await?;
+    check_anchors(&anchored, rpc).await?;
     match &earlier {
         Some((path, seen)) => relay.check_extends_earlier(path, seen, &latest).await?,
         None if state_file.is_some() => println!("state: no earlier checkpoint, this audit starts the history"),
@@ -108,6 +111,54 @@ async fn audit(url: &str, state_file: Option<&Path>, sample: u32) -> Result<Chec
         println!("state: saved the checkpoint of tree_size {} to {}", latest.tree_size, path.display());
     }
     Ok(latest)
+}
+
+/// Step 2b: verifies the Solana anchor of each checkpoint in `anchored` over `rpc`.
+async fn check_anchors(anchored: &[Checkpoint], rpc: Option<&str>) -> Result<()> {
+    use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+
+    let Some(rpc_url) = rpc else {
+        if anchored.is_empty() {
+            println!("anchors: no checkpoint carries a Solana anchor");
+        } else {
+            println!(
+                "anchors: {} checkpoints carry a Solana anchor, not checked (pass --rpc URL to verify them)",
+                anchored.len()
+            );
+        }
+        return Ok(());
+    };
+    if anchored.is_empty() {
+        println!("anchors: no checkpoint carries a Solana anchor, nothing to verify on {rpc_url}");
+        return Ok(());
+    }
+    let client =
+        RpcClient::new_with_commitment(rpc_url.to_string(), solana_commitment_config::CommitmentConfig::confirmed());
+    client.get_version().await.map_err(|e| {
+        AuditError::Incomplete(format!("cannot reach the Solana RPC {rpc_url}: {e}; check the --rpc URL"))
+    })?;
+    let mut payers = BTreeSet::new();
+    let mut failures = Failures::default();
+    for cp in anchored {
+        let signature = cp.anchor.as_deref().unwrap_or_default();
+        let verified = crate::anchor::verify(&client, signature, cp.tree_size, &cp.root_hash).await.map_err(|e| {
+            AuditError::Failed(format!(
+                "the anchor of the checkpoint of tree_size {} (root {}) does not verify: {e}",
+                cp.tree_size,
+                hex::encode(cp.root_hash)
+            ))
+        });
+        if let Some(verified) = failures.absorb(verified)? {
+            payers.insert(verified.fee_payer);
+        }
+    }
+    failures.finish("anchors")?;
+    println!(
+        "anchors: {} anchored checkpoints verified on {rpc_url} (SPL memo of tree_size and root; fee payer {})",
+        anchored.len(),
+        payers.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
 }
 
 /// `GET path`; a relay that cannot be reached makes the audit incomplete.
@@ -320,14 +371,15 @@ impl Relay {
     }
 
     /// Step 2: authenticates every checkpoint, oldest first, checks that each extends the one
-    /// before, and that `latest` is among them.
-    async fn check_checkpoints(&self, latest: &Checkpoint) -> Result<()> {
+    /// before, and that `latest` is among them. Returns the checkpoints that carry an anchor.
+    async fn check_checkpoints(&self, latest: &Checkpoint) -> Result<Vec<Checkpoint>> {
         #[derive(Deserialize)]
         struct Page {
             checkpoints: Vec<ServedCheckpoint>,
         }
         let (mut count, mut proofs, mut latest_listed) = (0u64, 0u64, false);
         let mut previous: Option<Checkpoint> = None;
+        let mut anchored = Vec::new();
         let mut from = 0;
         loop {
             let path = format!("/log/checkpoints?from={from}&limit={PAGE}");
@@ -357,6 +409,9 @@ impl Relay {
                     latest_listed = true;
                 }
                 count += 1;
+                if cp.anchor.is_some() {
+                    anchored.push(cp.clone());
+                }
                 previous = Some(cp);
             }
             match previous.as_ref().and_then(|cp| cp.tree_size.checked_add(1)) {
@@ -375,7 +430,7 @@ impl Relay {
              {proofs} consistency proofs verified; latest tree_size {}",
             latest.tree_size
         );
-        Ok(())
+        Ok(anchored)
     }
 
     /// Checks that checkpoint `next`, listed right after `prev`, extends it.

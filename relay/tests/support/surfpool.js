@@ -1,0 +1,39 @@
+// Starts an offline Surfnet (surfpool's embedded Solana runtime, npm package
+// @solana/surfpool-linux-x64-gnu@1.5.0) on a random 127.0.0.1 port for the anchoring tests,
+// prints `{"rpcUrl":"http://127.0.0.1:PORT"}` as one JSON line on stdout, and stops when it
+// receives SIGTERM or SIGINT or when its stdin closes (the test process went away).
+//
+// The package is found through NODE_PATH (scripts/test installs it into target/npm:
+// `npm install --no-save --prefix target/npm @solana/surfpool-linux-x64-gnu@1.5.0`).
+'use strict';
+
+let Surfnet;
+try {
+  ({ Surfnet } = require('@solana/surfpool-linux-x64-gnu'));
+} catch (e) {
+  process.stderr.write(
+    'surfpool.js: cannot load @solana/surfpool-linux-x64-gnu (' + e.message + '); install it with ' +
+      '`npm install --no-save --prefix target/npm @solana/surfpool-linux-x64-gnu@1.5.0` ' +
+      'and set NODE_PATH=target/npm/node_modules (scripts/test does both)\n',
+  );
+  process.exit(3);
+}
+
+// Offline: no mainnet fallback; the Memo, Token and Associated Token programs are built in.
+const surfnet = Surfnet.startWithConfig({ offline: true });
+let stopped = false;
+function stop() {
+  if (stopped) return;
+  stopped = true;
+  try {
+    surfnet.stop();
+  } finally {
+    process.exit(0);
+  }
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.on('close', stop);
+process.stdin.resume();
+process.stdout.write(JSON.stringify({ rpcUrl: surfnet.rpcUrl }) + '\n');
