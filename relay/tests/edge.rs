@@ -31,21 +31,6 @@ backend_tests!(
     many_indexed_tags_per_event,
 );
 
-/// Sends all events pipelined and returns their OK replies in order.
-async fn pipelined(c: &mut Conn, events: &[&Event]) -> Vec<(bool, String)> {
-    for e in events {
-        c.send_json(&json!(["EVENT", ev_json(e)])).await;
-    }
-    let mut out = Vec::new();
-    // Replies for the same id (a duplicate sent twice) are taken in arrival order.
-    for e in events {
-        let id = e.id.to_hex();
-        let v = c.recv_matching(&format!("OK {id}"), |v| v[0] == "OK" && v[1] == json!(id)).await;
-        out.push((v[2].as_bool().unwrap(), v[3].as_str().unwrap().to_string()));
-    }
-    out
-}
-
 async fn special_characters_roundtrip(backend: Backend) {
     let (_db, relay) = Relay::start(backend, "").await;
     let mut c = relay.connect().await;
@@ -165,7 +150,7 @@ async fn same_batch_duplicates_and_replacements(backend: Backend) {
 
     // The same event twice back-to-back: one stored, the other a duplicate.
     let e = dephy(&k, "twice", &[], t);
-    let res = pipelined(&mut c, &[&e, &e]).await;
+    let res = c.publish_pipelined([&e, &e]).await;
     assert!(res[0].0 && res[1].0, "both OK true: {res:?}");
     let dup = res.iter().filter(|(_, m)| m.starts_with("duplicate:")).count();
     let fresh = res.iter().filter(|(_, m)| m.is_empty()).count();
@@ -176,7 +161,7 @@ async fn same_batch_duplicates_and_replacements(backend: Backend) {
     let versions: Vec<Event> =
         (0..6).map(|i| sign(&k, 10573, &format!("v{i}"), &[], Some(t + [3, 5, 1, 4, 0, 2][i]))).collect();
     let refs: Vec<&Event> = versions.iter().collect();
-    let res = pipelined(&mut c, &refs).await;
+    let res = c.publish_pipelined(refs.iter().copied()).await;
     assert!(res[1].0, "the newest version is accepted: {res:?}");
     let got = c.req_ids("r", &[json!({"authors": [pk(&k)], "kinds": [10573]})]).await;
     assert_eq!(got, vec![versions[1].id.to_hex()], "newest replaceable wins within a batch");
@@ -186,7 +171,7 @@ async fn same_batch_duplicates_and_replacements(backend: Backend) {
     let b1 = sign(&k, 30573, "b-new", &[&["d", "b"]], Some(t + 9));
     let a2 = sign(&k, 30573, "a-new", &[&["d", "a"]], Some(t + 9));
     let b2 = sign(&k, 30573, "b-old", &[&["d", "b"]], Some(t));
-    pipelined(&mut c, &[&a1, &b1, &a2, &b2]).await;
+    c.publish_pipelined([&a1, &b1, &a2, &b2]).await;
     let got = c.req_ids("a", &[json!({"authors": [pk(&k)], "kinds": [30573]})]).await;
     assert_eq!(sorted(got), sorted(vec![a2.id.to_hex(), b1.id.to_hex()]));
 
@@ -194,7 +179,7 @@ async fn same_batch_duplicates_and_replacements(backend: Backend) {
     let x = sign(&k, 10574, "x", &[], Some(t));
     let y = sign(&k, 10574, "y", &[], Some(t));
     let z = sign(&k, 10574, "z", &[], Some(t));
-    pipelined(&mut c, &[&x, &y, &z]).await;
+    c.publish_pipelined([&x, &y, &z]).await;
     let lowest = [&x, &y, &z].iter().map(|e| e.id.to_hex()).min().unwrap();
     let got = c.req_ids("tie", &[json!({"authors": [pk(&k)], "kinds": [10574]})]).await;
     assert_eq!(got, vec![lowest]);
@@ -207,7 +192,7 @@ async fn same_batch_event_and_deletion(backend: Backend) {
     let t = now() - 100;
     let e = dephy(&k, "short-lived", &[], t);
     let del = sign(&k, 5, "", &[&["e", &e.id.to_hex()]], Some(t + 1));
-    let res = pipelined(&mut c, &[&e, &del, &e]).await;
+    let res = c.publish_pipelined([&e, &del, &e]).await;
     assert!(res[0].0 && res[1].0, "event and deletion accepted: {res:?}");
     assert!(!res[2].0 && res[2].1.starts_with("blocked:"), "resubmission after deletion in the same burst: {res:?}");
     assert!(c.req_ids("q", &[json!({"ids": [e.id.to_hex()]})]).await.is_empty());
@@ -216,7 +201,7 @@ async fn same_batch_event_and_deletion(backend: Backend) {
     // Addressable event and its `a` deletion in one burst.
     let a = sign(&k, 30573, "addr", &[&["d", "gone"]], Some(t));
     let adel = sign(&k, 5, "", &[&["a", &format!("30573:{}:gone", pk(&k))]], Some(t + 1));
-    pipelined(&mut c, &[&a, &adel]).await;
+    c.publish_pipelined([&a, &adel]).await;
     assert!(c.req_ids("qa", &[json!({"authors": [pk(&k)], "kinds": [30573]})]).await.is_empty());
 }
 
@@ -277,7 +262,7 @@ async fn bad_event_does_not_fail_other_events_in_its_batch(backend: Backend) {
         let mut refused = Vec::new();
         for chunk in evs.chunks(30) {
             let refs: Vec<&Event> = chunk.iter().collect();
-            for (e, (ok, msg)) in chunk.iter().zip(pipelined(&mut c, &refs).await) {
+            for (e, (ok, msg)) in chunk.iter().zip(c.publish_pipelined(refs.iter().copied()).await) {
                 if !ok {
                     refused.push((e.id.to_hex(), msg));
                 }
@@ -576,7 +561,7 @@ async fn many_indexed_tags_per_event(backend: Backend) {
         .collect();
     let refs: Vec<&Event> = evs.iter().collect();
     let started = std::time::Instant::now();
-    let res = pipelined(&mut c, &refs).await;
+    let res = c.publish_pipelined(refs.iter().copied()).await;
     eprintln!("burst of 20 x 2000 tags answered in {:?}", started.elapsed());
     for (i, (ok, msg)) in res.into_iter().enumerate() {
         assert!(ok && msg.is_empty(), "burst event {i} with 2000 tags: ({ok}, {msg:?})");

@@ -192,26 +192,12 @@ async fn oversized_message(backend: Backend) {
     assert_eq!(h.status, 200);
 }
 
-/// Sends `n` events pipelined and returns the OK replies in order of the events.
-async fn publish_pipelined(c: &mut Conn, events: &[Event]) -> Vec<(bool, String)> {
-    for e in events {
-        c.send_json(&json!(["EVENT", ev_json(e)])).await;
-    }
-    let mut out = Vec::new();
-    for e in events {
-        let id = e.id.to_hex();
-        let v = c.recv_matching(&format!("OK {id}"), |v| v[0] == "OK" && v[1] == json!(id)).await;
-        out.push((v[2].as_bool().unwrap(), v[3].as_str().unwrap().to_string()));
-    }
-    out
-}
-
 async fn rate_limit_events_per_ip(backend: Backend) {
     let (_db, relay) = Relay::start(backend, "[limits]\nevents_per_sec_per_ip = 5\n").await;
     let mut c = relay.connect().await;
     let keys: Vec<Keys> = (0..20).map(|_| Keys::generate()).collect();
     let events: Vec<Event> = keys.iter().map(|k| sign(k, DEPHY_KIND, "rl", &[], None)).collect();
-    let res = publish_pipelined(&mut c, &events).await;
+    let res = c.publish_pipelined(&events).await;
     let accepted = res.iter().filter(|(ok, _)| *ok).count();
     let limited: Vec<&String> = res.iter().filter(|(ok, _)| !*ok).map(|(_, m)| m).collect();
     assert!(accepted >= 5, "burst of 5 accepted, got {accepted}: {res:?}");
@@ -237,7 +223,7 @@ async fn rate_limit_events_per_pubkey(backend: Backend) {
     let mut c = relay.connect().await;
     let noisy = Keys::generate();
     let events: Vec<Event> = (0..12).map(|i| sign(&noisy, DEPHY_KIND, &format!("n{i}"), &[], None)).collect();
-    let res = publish_pipelined(&mut c, &events).await;
+    let res = c.publish_pipelined(&events).await;
     let accepted = res.iter().filter(|(ok, _)| *ok).count();
     assert!(accepted >= 3, "burst of 3 accepted: {res:?}");
     assert!(accepted < 12, "12 events at once from one key with 3/s must be limited: {res:?}");
@@ -367,7 +353,7 @@ max_message_bytes = 300000
 
     let mut publ = relay.connect().await;
     for chunk in events.chunks(4) {
-        let res = publish_pipelined(&mut publ, chunk).await;
+        let res = publ.publish_pipelined(chunk).await;
         for (ok, m) in res {
             assert!(ok, "ephemeral flood event refused: {m:?}");
         }
@@ -405,7 +391,7 @@ async fn large_stored_result_with_small_outbound_queue(backend: Backend) {
     let k = Keys::generate();
     let evs: Vec<Event> = (0..300).map(|i| dephy(&k, &format!("{i}"), &[&["s", "q"]], now() - 1000 + i)).collect();
     for chunk in evs.chunks(10) {
-        for (ok, m) in publish_pipelined(&mut c, chunk).await {
+        for (ok, m) in c.publish_pipelined(chunk).await {
             assert!(ok, "{m}");
         }
     }

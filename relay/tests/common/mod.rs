@@ -652,6 +652,22 @@ impl Conn {
         (ok[2].as_bool().unwrap(), ok[3].as_str().unwrap().to_string())
     }
 
+    /// Sends all events pipelined and returns their OK replies (accepted, message) in order;
+    /// replies for an id sent twice are taken in arrival order.
+    pub async fn publish_pipelined<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> Vec<(bool, String)> {
+        let events: Vec<&Event> = events.into_iter().collect();
+        for e in &events {
+            self.send_json(&json!(["EVENT", ev_json(e)])).await;
+        }
+        let mut out = Vec::new();
+        for e in &events {
+            let id = e.id.to_hex();
+            let v = self.recv_matching(&format!("OK {id}"), |v| v[0] == "OK" && v[1] == json!(id)).await;
+            out.push((v[2].as_bool().unwrap(), v[3].as_str().unwrap().to_string()));
+        }
+        out
+    }
+
     /// Sends an event and asserts `["OK", id, true, ""]`.
     pub async fn publish_ok(&mut self, event: &Event) {
         let (ok, msg) = self.publish(event).await;
