@@ -2,6 +2,8 @@
 //! (`{"kinds":[1573],"#s":[<session>],"since":now}`) and wait for EOSE; then one publisher sends
 //! pre-signed events at a fixed rate. Every (event, subscriber) delivery is timed from the
 //! instant the publisher handed the EVENT to its socket to the instant the subscriber read it.
+//! With `--publish-url` the publisher talks to another relay, which measures propagation
+//! through a federation (scripts/bench-federation).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +44,10 @@ pub struct Args {
     /// After the last event is sent, how long to wait for deliveries still missing.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Publish to this relay instead of `--url` (federation: subscribers on one relay, the
+    /// publisher on another, events mirrored between them by their bridges).
+    #[arg(long)]
+    publish_url: Option<String>,
 }
 
 /// A subscriber's receipts: (event index, when it was read).
@@ -82,7 +88,11 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         .map(|ws| tokio::spawn(receive(ws, index_of.clone(), args.events, stop_rx.clone())))
         .collect();
 
-    let (send_times, rejected) = publish(url, messages, args.rate).await?;
+    let publish_url = args.publish_url.as_deref().unwrap_or(url);
+    if !publish_url.starts_with("ws://") {
+        bail!("--publish-url {publish_url} is not a ws:// URL");
+    }
+    let (send_times, rejected) = publish(publish_url, messages, args.rate).await?;
     if rejected > 0 {
         println!("the relay rejected {rejected} of {} events (OK false)", args.events);
     }
@@ -116,6 +126,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         "subscribers": args.subscribers,
         "events": args.events,
         "rate": args.rate,
+        "publish_url": publish_url,
         "rejected": rejected,
         "failed_subscribers": failures,
         "deliveries": stats.count,

@@ -32,6 +32,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub anchor: AnchorConfig,
+    /// Federation with other relays (`bridge/`); off unless the section is present.
+    pub bridge: Option<dephy_bridge::BridgeConfig>,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             anchor: AnchorConfig::default(),
+            bridge: None,
         }
     }
 }

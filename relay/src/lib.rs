@@ -11,6 +11,10 @@
 //! (`store::log`); `checkpoint` signs its root periodically (optionally anchoring it on
 //! Solana first, `anchor`) and `logapi` serves proofs.
 //!
+//! With a `[bridge]` section the relay federates with other relays (`federation`, crate
+//! `dephy-bridge`): committed client events are published to peers over libp2p GossipSub,
+//! and peers' events enter the same ingest path.
+//!
 //! Reads go `socket → protocol → store::query`. `server` wires the stages together and serves
 //! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`) on the same port as the WebSocket.
 
@@ -21,6 +25,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod fanout;
+pub mod federation;
 pub mod identity;
 pub mod info;
 pub mod ingest;

@@ -12,6 +12,8 @@ pub const SLOW_READERS: &str = "relay_slow_readers_disconnected_total";
 pub const QUERY_SECONDS: &str = "relay_query_seconds";
 pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
+pub const EVENTS_RECEIVED_FROM_PEERS: &str = "relay_events_received_from_peers_total";
+pub const MIRROR_DROPPED: &str = "relay_mirror_dropped_total";
 
 /// Installs the global recorder; the handle renders the text exposition format.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -35,5 +37,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_histogram!(QUERY_SECONDS, "REQ query latency until EOSE, seconds");
     metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
+    metrics::describe_counter!(EVENTS_RECEIVED_FROM_PEERS, "Events received from federation peers (bridge)");
+    metrics::describe_counter!(MIRROR_DROPPED, "Accepted client events not handed to the bridge (queue full)");
     Ok(handle)
 }

@@ -30,7 +30,7 @@ use crate::ingest::Ingest;
 use crate::limits::{ConnectionLimits, RateLimits, Refusal};
 use crate::metrics as m;
 use crate::store::Store;
-use crate::store::writer::Writer;
+use crate::store::writer::{Mirror, Writer};
 
 /// Shared state of the running relay.
 pub struct AppState {
@@ -44,6 +44,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     metrics: PrometheusHandle,
     info: String,
+    /// Federation status, when the bridge runs.
+    pub bridge: std::sync::OnceLock<Arc<dephy_bridge::Status>>,
 }
 
 /// Runs the relay until SIGTERM or SIGINT.
@@ -62,7 +64,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let fanout = Fanout::new(store.last_seq().await?);
     let (fanout_tx, fanout_rx) = tokio::sync::mpsc::channel(8192);
     let fanout_task = tokio::spawn(fanout.clone().run(fanout_rx));
-    let (writer, writer_task) = Writer::spawn(store.clone(), fanout_tx.clone(), cfg.store.max_batch, 16_384);
+    let (mirror, outgoing) = match &cfg.bridge {
+        Some(_) => {
+            let (tx, rx) = dephy_bridge::outgoing_channel();
+            (Some(Mirror(tx)), Some(rx))
+        }
+        None => (None, None),
+    };
+    let (writer, writer_task) =
+        Writer::spawn(store.clone(), fanout_tx.clone(), cfg.store.max_batch, 16_384, mirror.clone());
     let listener_task = match &store {
         Store::Postgres(pg) => {
             let pg = pg.clone();
@@ -75,7 +85,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         info: crate::info::document(&cfg, &keys.public_key().to_hex(), anchor_pubkey.as_deref()).to_string(),
-        ingest: Ingest::new(cfg.clone(), rates.clone(), writer, fanout_tx, store.clone()),
+        ingest: Ingest::new(cfg.clone(), rates.clone(), writer, fanout_tx, store.clone(), mirror),
         connections: ConnectionLimits::new(&cfg.limits),
         cfg: cfg.clone(),
         store: store.clone(),
@@ -84,7 +94,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         metrics,
+        bridge: std::sync::OnceLock::new(),
     });
+    let bridge = match (&cfg.bridge, outgoing) {
+        (Some(bridge_cfg), Some(outgoing)) => {
+            let port = Arc::new(crate::federation::Port::new(&state, keys.public_key().to_bytes()));
+            let bridge = dephy_bridge::Bridge::start(bridge_cfg, port, cfg.limits.max_event_bytes, outgoing)
+                .await
+                .context("cannot start the federation bridge ([bridge] section)")?;
+            let _ = state.bridge.set(bridge.status());
+            Some(bridge)
+        }
+        _ => None,
+    };
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let checkpoints = tokio::spawn(crate::checkpoint::run(state.clone(), keys.clone(), anchor));
 
@@ -127,6 +149,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = listener_task {
         task.abort();
+    }
+    if let Some(bridge) = bridge {
+        bridge.stop().await;
     }
     // Dropping the last state handle drops the writer's sender: it commits what is queued, then stops.
     drop(state);
@@ -243,11 +268,14 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "db": state.store.backend_name(),
         "connections": state.connections.open(),
     });
+    if let Some(bridge) = state.bridge.get() {
+        body["bridge"] = bridge.json();
+    }
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 

@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::fanout::Delivery;
 use crate::limits::RateLimits;
 use crate::metrics as m;
+use crate::store::writer::Mirror;
 use crate::store::writer::{WriteResult, Writer};
-use crate::store::{IndexedEvent, KindClass, Store, WriteOutcome};
+use crate::store::{IndexedEvent, KindClass, Origin, Store, WriteOutcome};
 
 /// What the connection should do with an EVENT.
 pub enum Submitted {
@@ -51,6 +52,8 @@ pub struct Ingest {
     writer: Writer,
     fanout: mpsc::Sender<Delivery>,
     store: Store,
+    /// Federation: where accepted client events go to be published to peers.
+    mirror: Option<Mirror>,
 }
 
 impl Ingest {
@@ -60,8 +63,9 @@ impl Ingest {
         writer: Writer,
         fanout: mpsc::Sender<Delivery>,
         store: Store,
+        mirror: Option<Mirror>,
     ) -> Self {
-        Self { cfg, rates, writer, fanout, store }
+        Self { cfg, rates, writer, fanout, store, mirror }
     }
 
     /// Checks an event and hands it on; see [`Submitted`].
@@ -92,13 +96,14 @@ impl Ingest {
 
         let event: Arc<Event> = Arc::from(event);
         if KindClass::of(event.kind) == KindClass::Ephemeral {
-            let json: Arc<str> = nostr::JsonUtil::as_json(&*event).into();
-            if let Store::Postgres(pg) = &self.store
-                && let Err(e) = pg.announce_ephemeral(&json).await
+            let id = event.id.to_bytes();
+            let protected = event.is_protected();
+            let json = self.deliver_ephemeral(event).await;
+            if let Some(mirror) = &self.mirror
+                && !protected
             {
-                tracing::warn!(error = %e, "could not share an ephemeral event with other relay processes");
+                mirror.offer(id, json);
             }
-            let _ = self.fanout.send(Delivery::new(None, event, json)).await;
             return Submitted::Done { accepted: true, message: String::new() };
         }
         let indexed = IndexedEvent::new(event, crate::store::now_millis());
@@ -109,7 +114,45 @@ impl Ingest {
 impl Ingest {
     /// Queues an event the relay made itself (a checkpoint), skipping client policy.
     pub async fn submit_own(&self, event: Event) -> oneshot::Receiver<WriteResult> {
-        self.writer.submit(IndexedEvent::new(Arc::new(event), crate::store::now_millis())).await
+        let indexed = IndexedEvent::new(Arc::new(event), crate::store::now_millis()).with_origin(Origin::Own);
+        self.writer.submit(indexed).await
+    }
+
+    /// The write policy for an event from a federation peer, whose id and signature the
+    /// bridge has verified: size and content limits, created_at window, expiry, vanish
+    /// requests. Protected events (NIP-70) are not mirrored: only their author may publish them.
+    pub fn check_peer(&self, event: &Event, raw_len: usize) -> Result<(), String> {
+        policy::check_size(raw_len, &self.cfg.limits)?;
+        policy::check_event(event, crate::store::now_secs(), &self.cfg.limits)?;
+        policy::check_vanish(event, self.cfg.relay_url.as_deref(), None)?;
+        if event.is_protected() {
+            return Err("blocked: protected events (NIP-70) are not mirrored".into());
+        }
+        Ok(())
+    }
+
+    /// Queues an event from a federation peer (checked with [`Ingest::check_peer`]). Ephemeral
+    /// events go straight to fan-out (`None`); the rest resolve when committed.
+    pub async fn submit_peer(&self, event: Event) -> Option<oneshot::Receiver<WriteResult>> {
+        metrics::counter!(m::EVENTS_RECEIVED_FROM_PEERS).increment(1);
+        let event = Arc::new(event);
+        if KindClass::of(event.kind) == KindClass::Ephemeral {
+            self.deliver_ephemeral(event).await;
+            return None;
+        }
+        let indexed = IndexedEvent::new(event, crate::store::now_millis()).with_origin(Origin::Peer);
+        Some(self.writer.submit(indexed).await)
+    }
+
+    async fn deliver_ephemeral(&self, event: Arc<Event>) -> Arc<str> {
+        let json: Arc<str> = nostr::JsonUtil::as_json(&*event).into();
+        if let Store::Postgres(pg) = &self.store
+            && let Err(e) = pg.announce_ephemeral(&json).await
+        {
+            tracing::warn!(error = %e, "could not share an ephemeral event with other relay processes");
+        }
+        let _ = self.fanout.send(Delivery::new(None, event, json.clone())).await;
+        json
     }
 }
 

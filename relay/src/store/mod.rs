@@ -101,6 +101,19 @@ pub struct IndexedEvent {
     pub session: Option<String>,
     /// The `prev` tag: the chain head this event claims to follow.
     pub prev: Option<[u8; 32]>,
+    /// Who handed the event in; only client events are mirrored to federation peers.
+    pub origin: Origin,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this relay (over WebSocket).
+    Client,
+    /// A federation peer (through the bridge).
+    Peer,
+    /// The relay itself (checkpoints).
+    Own,
 }
 
 impl IndexedEvent {
@@ -183,7 +196,13 @@ impl IndexedEvent {
             deletes_ids,
             deletes_coords,
             event,
+            origin: Origin::Client,
         }
+    }
+
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     pub fn id_hex(&self) -> String {
@@ -435,6 +454,59 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(pool)
             .await)?)
+    }
+
+    /// `(created_at, id)` of the stored, unexpired events with `since <= created_at <= until`
+    /// not authored by `exclude` (the relay's own key): what federation peers reconcile.
+    pub async fn inventory(
+        &self,
+        since: i64,
+        until: i64,
+        exclude: &[u8; 32],
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let sql = match self.dialect() {
+            sql::Dialect::Sqlite => {
+                "SELECT created_at, id FROM events WHERE created_at >= ? AND created_at <= ? AND pubkey <> ? \
+                 AND (expires_at IS NULL OR expires_at > ?)"
+            }
+            sql::Dialect::Postgres => {
+                "SELECT created_at, id FROM events WHERE created_at >= $1 AND created_at <= $2 AND pubkey <> $3 \
+                 AND (expires_at IS NULL OR expires_at > $4)"
+            }
+        };
+        Ok(with_pool!(self, read pool => sqlx::query_as(sql)
+            .bind(since)
+            .bind(until)
+            .bind(exclude.to_vec())
+            .bind(now_secs())
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// The stored JSON of those of `ids` the relay holds (unexpired), in no particular order.
+    pub async fn raw_by_ids(&self, ids: &[[u8; 32]]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = match self.dialect() {
+            sql::Dialect::Sqlite => format!(
+                "SELECT raw FROM events WHERE id IN ({}) AND (expires_at IS NULL OR expires_at > ?)",
+                vec!["?"; ids.len()].join(",")
+            ),
+            sql::Dialect::Postgres => format!(
+                "SELECT raw FROM events WHERE id IN ({}) AND (expires_at IS NULL OR expires_at > ${})",
+                (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(","),
+                ids.len() + 1
+            ),
+        };
+        let rows: Vec<(String,)> = with_pool!(self, read pool => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                q = q.bind(id.to_vec());
+            }
+            q.bind(now_secs()).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(|(raw,)| raw).collect())
     }
 
     /// Records a signed checkpoint (idempotent per tree size).

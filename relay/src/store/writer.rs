@@ -6,12 +6,28 @@
 //! passes the stored ones to the fan-out stage. One fsync covers the whole batch, so durability
 //! does not cost throughput.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{IndexedEvent, Store, WriteOutcome};
+use super::{IndexedEvent, Origin, Store, WriteOutcome};
 use crate::fanout::Delivery;
 use crate::metrics as m;
+
+/// The federation hand-off: committed client events for the bridge to publish to peers.
+#[derive(Clone)]
+pub struct Mirror(pub mpsc::Sender<dephy_bridge::Outgoing>);
+
+impl Mirror {
+    /// Offers one event to the bridge without waiting: if its queue is full the event is
+    /// counted and left to catch-up, so peers never slow down local clients.
+    pub fn offer(&self, id: [u8; 32], json: Arc<str>) {
+        if self.0.try_send(dephy_bridge::Outgoing { id, json }).is_err() {
+            metrics::counter!(m::MIRROR_DROPPED).increment(1);
+        }
+    }
+}
 
 /// The answer to one write: its outcome, or a message for an `error:` reply.
 pub type WriteResult = Result<WriteOutcome, String>;
@@ -34,9 +50,10 @@ impl Writer {
         fanout: mpsc::Sender<Delivery>,
         max_batch: usize,
         queue: usize,
+        mirror: Option<Mirror>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let handle = tokio::spawn(run(store, rx, fanout, max_batch.max(1)));
+        let handle = tokio::spawn(run(store, rx, fanout, max_batch.max(1), mirror));
         (Self { tx }, handle)
     }
 
@@ -50,7 +67,13 @@ impl Writer {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>, fanout: mpsc::Sender<Delivery>, max_batch: usize) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    fanout: mpsc::Sender<Delivery>,
+    max_batch: usize,
+    mirror: Option<Mirror>,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         metrics::histogram!(m::WRITE_BATCH_SIZE).record(jobs.len() as f64);
@@ -67,7 +90,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, fanout: mpsc::Sender<Del
         for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
             let _ = reply.send(outcome.ok_or_else(|| "could not store the event; try again".to_string()));
             if let Some(WriteOutcome::Stored { seq }) = outcome {
-                stored.push(Delivery::new(Some(seq), event.event, event.json.into()));
+                let json: Arc<str> = event.json.into();
+                if let Some(mirror) = &mirror
+                    && event.origin == Origin::Client
+                    && !event.event.is_protected()
+                {
+                    mirror.offer(event.id, json.clone());
+                }
+                stored.push(Delivery::new(Some(seq), event.event, json));
             }
         }
         metrics::counter!(m::EVENTS_STORED).increment(stored.len() as u64);

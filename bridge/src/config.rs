@@ -1,0 +1,181 @@
+//! The `[bridge]` section of the relay's configuration.
+//!
+//! ```toml
+//! [bridge]
+//! network = "dephy-mainnet"                 # part of every topic and protocol id
+//! keypair_file = "data/node-keypair.json"   # Solana keypair = libp2p identity (created if absent)
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! bootstrap = ["/dns/seed.example.org/tcp/4001/p2p/12D3KooW..."]
+//!
+//! [bridge.registry]
+//! backend = "solana"                        # or "static" with nodes = [{ wallet = "...", address = "..." }]
+//! rpc_urls = ["https://api.devnet.solana.com", "https://rpc.example.org"]
+//! program_id = "..."
+//! registry = "..."
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+use crate::registry::solana::SolanaRegistryConfig;
+use crate::registry::static_list::StaticNode;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Network name: nodes of different networks never exchange events.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Solana keypair JSON file (64-byte array); the node's wallet and libp2p identity.
+    #[serde(default = "default_keypair_file")]
+    pub keypair_file: PathBuf,
+    /// libp2p listen addresses (TCP and QUIC).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Addresses this node announces to peers besides what it observes (e.g. a public IP).
+    #[serde(default)]
+    pub external_addresses: Vec<String>,
+    /// Bootstrap peers, in addition to the registry's `domain` addresses.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Circuit relay (v2) servers to reserve a slot on, for a node behind NAT
+    /// (`/ip4/.../tcp/4001/p2p/<relay peer id>`); peers then reach it through them and
+    /// upgrade to a direct connection with DCUtR where possible.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Seconds between refreshes of the authorized set from the registry.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// Seconds between redials while the node has no peer.
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
+    /// How far back (seconds of `created_at`) two nodes reconcile when they (re)connect.
+    #[serde(default = "default_catchup_window_secs")]
+    pub catchup_window_secs: u64,
+    /// Port assumed for registry domains that name none.
+    #[serde(default = "default_port")]
+    pub default_port: u16,
+    pub registry: RegistryConfig,
+}
+
+/// Where the authorized node list comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum RegistryConfig {
+    /// A fixed list, for local development.
+    Static {
+        #[serde(default)]
+        nodes: Vec<StaticNode>,
+    },
+    /// Node entries of a registry program on Solana.
+    Solana(SolanaRegistryConfig),
+}
+
+fn default_network() -> String {
+    "dephy".into()
+}
+fn default_keypair_file() -> PathBuf {
+    PathBuf::from("data/node-keypair.json")
+}
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/4001".into(), "/ip4/0.0.0.0/udp/4001/quic-v1".into()]
+}
+fn default_refresh_secs() -> u64 {
+    30
+}
+fn default_retry_secs() -> u64 {
+    3
+}
+fn default_catchup_window_secs() -> u64 {
+    24 * 3600
+}
+fn default_port() -> u16 {
+    4001
+}
+
+/// Parsed, checked addresses.
+pub struct Addresses {
+    pub listen: Vec<Multiaddr>,
+    pub external: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub relays: Vec<Multiaddr>,
+}
+
+impl BridgeConfig {
+    /// Checks the values serde cannot, with errors that name the key.
+    pub fn validate(&self) -> anyhow::Result<Addresses> {
+        if self.network.is_empty()
+            || self.network.len() > 64
+            || !self.network.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bail!("bridge.network {:?}: use 1-64 characters from a-z, A-Z, 0-9, '-', '_' and '.'", self.network);
+        }
+        if self.refresh_secs == 0 || self.retry_secs == 0 {
+            bail!("bridge.refresh_secs and bridge.retry_secs must be at least 1");
+        }
+        let parse = |key: &str, list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
+            list.iter()
+                .map(|s| {
+                    s.parse::<Multiaddr>().with_context(|| {
+                        format!("bridge.{key}: {s:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/4001)")
+                    })
+                })
+                .collect()
+        };
+        let listen = parse("listen", &self.listen)?;
+        if listen.is_empty() {
+            bail!("bridge.listen is empty: give at least one address, e.g. \"/ip4/0.0.0.0/tcp/4001\"");
+        }
+        Ok(Addresses {
+            listen,
+            external: parse("external_addresses", &self.external_addresses)?,
+            bootstrap: parse("bootstrap", &self.bootstrap)?,
+            relays: parse("relays", &self.relays)?,
+        })
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.refresh_secs)
+    }
+
+    pub fn retry_interval(&self) -> Duration {
+        Duration::from_secs(self.retry_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_config_parses_and_validates() {
+        let cfg: BridgeConfig = toml::from_str(
+            r#"
+            network = "test-net"
+            listen = ["/ip4/127.0.0.1/tcp/0"]
+            [registry]
+            backend = "static"
+            nodes = [{ wallet = "11111111111111111111111111111111", address = "/ip4/127.0.0.1/tcp/1" }]
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(cfg.registry, RegistryConfig::Static { ref nodes } if nodes.len() == 1));
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut cfg: BridgeConfig = toml::from_str("[registry]\nbackend = \"static\"\n").unwrap();
+        cfg.network = "has space".into();
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.network"));
+        cfg.network = "ok".into();
+        cfg.bootstrap = vec!["not-an-addr".into()];
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.bootstrap"));
+        let err = toml::from_str::<BridgeConfig>("[registry]\nbackend = \"carrier-pigeon\"\n").err().unwrap();
+        assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+    }
+}

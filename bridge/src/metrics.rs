@@ -1,0 +1,32 @@
+//! Metric names of the bridge (exported by the relay's Prometheus endpoint).
+
+/// Gauge: authorized peers this node is connected to.
+pub const PEERS: &str = "dephy_bridge_peers";
+/// Gauge: 1 once the node has at least one authorized peer.
+pub const READY: &str = "dephy_bridge_ready";
+/// Gauge: active entries in the authorized set.
+pub const AUTHORIZED_NODES: &str = "dephy_bridge_authorized_nodes";
+/// Gauge: 1 while the last registry refresh failed (the last good set is in force).
+pub const REGISTRY_STALE: &str = "dephy_bridge_registry_stale";
+/// Counter: failed registry refreshes.
+pub const REGISTRY_ERRORS: &str = "dephy_bridge_registry_errors_total";
+/// Counter: single-node registry lookups (unknown peers).
+pub const REGISTRY_LOOKUPS: &str = "dephy_bridge_registry_lookups_total";
+/// Counter: connections refused because the peer is not authorized (label `direction`).
+pub const DENIED: &str = "dephy_bridge_denied_connections_total";
+/// Counter: peers disconnected because their registry entry was removed or deactivated.
+pub const REVOKED: &str = "dephy_bridge_revoked_total";
+/// Counter: peers disconnected because they belong to another network.
+pub const WRONG_NETWORK: &str = "dephy_bridge_wrong_network_total";
+/// Counter: local events published on GossipSub.
+pub const PUBLISHED: &str = "dephy_bridge_published_total";
+/// Counter: local events not published (label `reason`: no_peers, too_large, error).
+pub const PUBLISH_FAILED: &str = "dephy_bridge_publish_failed_total";
+/// Counter: gossip messages received, by validation result (label `result`: accepted, rejected, ignored).
+pub const RECEIVED: &str = "dephy_bridge_received_total";
+/// Counter: mirrored events newly stored (or, for ephemeral ones, delivered) locally.
+pub const INGESTED: &str = "dephy_bridge_ingested_total";
+/// Counter: events fetched from a peer during catch-up and stored.
+pub const SYNCED: &str = "dephy_bridge_synced_events_total";
+/// Counter: catch-up sessions (label `result`: ok, error).
+pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";

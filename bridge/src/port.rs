@@ -1,0 +1,54 @@
+//! What the bridge needs from the relay it runs in, and what it gets from it.
+//!
+//! The relay implements [`RelayPort`]: events from peers enter through [`RelayPort::submit`],
+//! the same ingest path (policy → writer → log → fan-out) as a client's event. In the other
+//! direction the relay hands every event a client got accepted to the bridge as an
+//! [`Outgoing`] on the channel [`crate::Bridge::outgoing`].
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use nostr::Event;
+
+/// An event a local client got accepted (stored, or ephemeral), to mirror to peers.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub id: [u8; 32],
+    /// The event's JSON, as stored.
+    pub json: Arc<str>,
+}
+
+/// What became of an event from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored (or, for an ephemeral event, delivered to local subscribers).
+    New,
+    /// Already held (or superseded by a newer replaceable version).
+    Duplicate,
+    /// Refused, with the NIP-01 style reason (`blocked: ...`, `invalid: ...`).
+    Refused(String),
+}
+
+/// Resolves once a submitted event is committed (or refused).
+pub type Committing = BoxFuture<'static, Ingested>;
+
+/// The relay, seen from the bridge.
+pub trait RelayPort: Send + Sync + 'static {
+    /// The relay's own write policy for an event from a peer whose id and signature the
+    /// bridge has already verified: size, tag and content limits, created_at window,
+    /// expiry, vanish requests. `Err` holds the reason (`invalid: ...`).
+    fn check(&self, event: &Event, json_len: usize) -> Result<(), String>;
+
+    /// Hands an event from a peer to the relay's ingest path (stored, or fanned out for
+    /// ephemeral kinds). The outer future resolves once the event is queued, so events
+    /// submitted one after the other are written in that order (a session chain's `prev`
+    /// must arrive before its successor); the returned future resolves once it is committed.
+    fn submit(&self, event: Event) -> BoxFuture<'static, Committing>;
+
+    /// `(created_at, id)` of every stored event with `since <= created_at <= until` that a
+    /// peer may hold too (the relay's own checkpoints excluded), for reconciliation.
+    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Vec<(u64, [u8; 32])>, String>>;
+
+    /// The JSON of the stored events among `ids` (missing ones are left out).
+    fn fetch(&self, ids: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>>;
+}

@@ -1,0 +1,131 @@
+//! An offline surfpool node for tests (npm `@solana/surfpool-linux-x64-gnu@1.5.0`, a real
+//! Solana JSON-RPC server on a random 127.0.0.1 port), killed on drop, with the
+//! `surfnet_setAccount` cheatcode to write accounts directly.
+//!
+//! Reusable from any test crate that depends on `solana-rpc-client`, `solana-rpc-client-api`,
+//! `solana-pubkey` and `serde_json`:
+//!
+//! ```ignore
+//! #[path = "../../bridge/tests/support/surfpool.rs"] // path relative to the including file
+//! mod surfpool;
+//! let node = surfpool::Surfpool::start();
+//! node.set_account(&address, 1_000_000_000, &data, &owner).await;
+//! ```
+//!
+//! The package is found through `NODE_PATH`, else in `<workspace>/target/npm/node_modules`
+//! (scripts/test installs it there:
+//! `npm install --no-save --prefix target/npm @solana/surfpool-linux-x64-gnu@1.5.0`).
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use solana_pubkey::Pubkey;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_rpc_client_api::request::RpcRequest;
+
+/// The node script, run with `node -e` (kept next to this file so any crate can include both).
+const SCRIPT: &str = include_str!("surfpool.js");
+/// Longest surfpool may take to print its RPC URL.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one cheatcode call.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An offline surfpool node, killed on drop.
+pub struct Surfpool {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub rpc_url: String,
+}
+
+impl Surfpool {
+    /// Starts a fresh, empty node (about 0.1 s); panics with what to install when it cannot.
+    pub fn start() -> Surfpool {
+        let node_path = std::env::var("NODE_PATH").unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/npm/node_modules").to_string_lossy().into_owned()
+        });
+        let mut child = Command::new("node")
+            .arg("-e")
+            .arg(SCRIPT)
+            .env("NODE_PATH", &node_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `node` (is Node.js >= 18 installed?): {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut surfpool = Surfpool { child: Some(child), rpc_url: String::new() };
+        let line = rx
+            .recv_timeout(START_TIMEOUT)
+            .unwrap_or_else(|_| panic!("surfpool did not print its RPC URL within {START_TIMEOUT:?}"));
+        let parsed: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "surfpool printed {line:?} ({e}); is @solana/surfpool-linux-x64-gnu@1.5.0 installed under \
+                 {node_path}? scripts/test installs it"
+            )
+        });
+        surfpool.rpc_url = parsed["rpcUrl"].as_str().expect("rpcUrl in surfpool's line").to_string();
+        assert!(
+            surfpool.rpc_url.starts_with("http://127.0.0.1:"),
+            "surfpool RPC not on 127.0.0.1: {}",
+            surfpool.rpc_url
+        );
+        surfpool
+    }
+
+    /// A client of this node (10 s timeout, default commitment).
+    pub fn client(&self) -> RpcClient {
+        RpcClient::new_with_timeout(self.rpc_url.clone(), RPC_TIMEOUT)
+    }
+
+    /// Creates or overwrites the account at `address` (non-executable, `data` exactly as given)
+    /// with the `surfnet_setAccount` cheatcode:
+    /// `[address, {"lamports": N, "data": "<hex>", "owner": "<base58>", "executable": false}]`.
+    /// The change is visible to the next RPC call.
+    pub async fn set_account(&self, address: &Pubkey, lamports: u64, data: &[u8], owner: &Pubkey) {
+        assert!(lamports > 0, "set_account with 0 lamports deletes the account; use remove_account");
+        let update = serde_json::json!({
+            "lamports": lamports,
+            "data": hex(data),
+            "owner": owner.to_string(),
+            "executable": false,
+        });
+        self.cheatcode("surfnet_setAccount", serde_json::json!([address.to_string(), update])).await;
+    }
+
+    /// Deletes the account at `address` (`surfnet_setAccount` with 0 lamports).
+    pub async fn remove_account(&self, address: &Pubkey) {
+        self.cheatcode("surfnet_setAccount", serde_json::json!([address.to_string(), { "lamports": 0 }])).await;
+    }
+
+    async fn cheatcode(&self, method: &'static str, params: serde_json::Value) {
+        let client = self.client();
+        let call = client.send::<serde_json::Value>(RpcRequest::Custom { method }, params.clone());
+        match tokio::time::timeout(RPC_TIMEOUT, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("{method} {params} on {} failed: {e}", self.rpc_url),
+            Err(_) => panic!("{method} on {} got no answer within {RPC_TIMEOUT:?}", self.rpc_url),
+        }
+    }
+}
+
+impl Drop for Surfpool {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,89 @@
+//! Federation: the relay's side of the bridge (`dephy-bridge`).
+//!
+//! When the configuration has a `[bridge]` section, the relay starts the bridge in-process.
+//! Events a client got accepted go to the bridge through the writer's [`Mirror`] hand-off;
+//! events from peers come back through [`Port`], into the same ingest stage as a client's
+//! event (policy → writer → log → fan-out), so they are stored, logged and delivered to local
+//! subscribers like any other.
+
+use std::sync::{Arc, Weak};
+
+use dephy_bridge::{Committing, Ingested, RelayPort};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use nostr::Event;
+
+use crate::ingest::answer;
+use crate::server::AppState;
+use crate::store::WriteOutcome;
+
+/// The relay as the bridge sees it. Holds the relay state weakly, so a stopping relay is
+/// never kept alive by its bridge.
+pub struct Port {
+    state: Weak<AppState>,
+    /// The relay's own Nostr key: its checkpoints are not reconciled with peers.
+    own_pubkey: [u8; 32],
+}
+
+impl Port {
+    pub fn new(state: &Arc<AppState>, own_pubkey: [u8; 32]) -> Self {
+        Self { state: Arc::downgrade(state), own_pubkey }
+    }
+}
+
+const STOPPING: &str = "error: the relay is shutting down";
+
+impl RelayPort for Port {
+    fn check(&self, event: &Event, json_len: usize) -> Result<(), String> {
+        let state = self.state.upgrade().ok_or(STOPPING)?;
+        state.ingest.check_peer(event, json_len)
+    }
+
+    fn submit(&self, event: Event) -> BoxFuture<'static, Committing> {
+        let state = self.state.clone();
+        async move {
+            let Some(state) = state.upgrade() else {
+                return async { Ingested::Refused(STOPPING.into()) }.boxed();
+            };
+            match state.ingest.submit_peer(event).await {
+                None => async { Ingested::New }.boxed(),
+                Some(rx) => async move {
+                    match rx.await {
+                        Ok(Ok(WriteOutcome::Stored { .. })) => Ingested::New,
+                        Ok(Ok(WriteOutcome::Duplicate | WriteOutcome::Superseded)) => Ingested::Duplicate,
+                        Ok(result) => Ingested::Refused(answer(result).1),
+                        Err(_) => Ingested::Refused(STOPPING.into()),
+                    }
+                }
+                .boxed(),
+            }
+        }
+        .boxed()
+    }
+
+    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Vec<(u64, [u8; 32])>, String>> {
+        let (state, own) = (self.state.clone(), self.own_pubkey);
+        async move {
+            let state = state.upgrade().ok_or(STOPPING)?;
+            let rows = state
+                .store
+                .inventory(since as i64, until.min(i64::MAX as u64) as i64, &own)
+                .await
+                .map_err(|e| format!("error: {e}"))?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(created_at, id)| Some((created_at.max(0) as u64, <[u8; 32]>::try_from(id).ok()?)))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn fetch(&self, ids: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>> {
+        let state = self.state.clone();
+        async move {
+            let state = state.upgrade().ok_or(STOPPING)?;
+            state.store.raw_by_ids(&ids).await.map_err(|e| format!("error: {e}"))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,453 @@
+//! Federation, end to end: real `dephy-relay` processes on 127.0.0.1 federated by their
+//! in-process bridges (libp2p over TCP), gated by a node registry in the dTelecom account
+//! layout served by a real Solana JSON-RPC server (an offline surfpool from npm, seeded with
+//! `surfnet_setAccount`; see bridge/tests/support). Every wait is bounded.
+
+#[macro_use]
+mod common;
+#[path = "../../bridge/tests/support/registry_seed.rs"]
+mod registry_seed;
+#[path = "../../bridge/tests/support/surfpool.rs"]
+mod surfpool;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use dephy_bridge::identity::NodeIdentity;
+use dephy_bridge::registry::NodeEntry;
+use nostr::prelude::*;
+use registry_seed::RegistrySeed;
+use serde_json::{Value, json};
+use surfpool::Surfpool;
+
+/// Longest a mirrored event may take to show up in a test (generous: shared, noisy machine).
+const PROPAGATION: Duration = Duration::from_secs(20);
+/// Longest a set of nodes may take to connect.
+const CONNECT: Duration = Duration::from_secs(30);
+
+/// One federated relay's identity and addresses, chosen before it starts.
+struct Node {
+    name: String,
+    keypair: PathBuf,
+    wallet: [u8; 32],
+    p2p_port: u16,
+}
+
+impl Node {
+    fn new(dir: &tempfile::TempDir, name: &str) -> Node {
+        let keypair = dir.path().join(format!("{name}-keypair.json"));
+        let id = NodeIdentity::load_or_create(&keypair).expect("create node keypair");
+        Node { name: name.into(), keypair, wallet: id.wallet, p2p_port: free_port() }
+    }
+
+    fn addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
+    }
+
+    fn addr_with_peer(&self) -> String {
+        let peer = dephy_bridge::identity::peer_of(&self.wallet).unwrap();
+        format!("{}/p2p/{peer}", self.addr())
+    }
+
+    fn entry(&self, active: bool) -> NodeEntry {
+        NodeEntry { wallet: self.wallet, domain: self.addr(), online: 1, active }
+    }
+
+    /// The relay config: a `[bridge]` on `network`, registry section `registry` (TOML body).
+    fn config(&self, network: &str, registry: &str, bootstrap: &[String]) -> String {
+        format!(
+            r#"
+[bridge]
+network = "{network}"
+keypair_file = "{}"
+listen = ["{}"]
+bootstrap = {}
+refresh_secs = 1
+retry_secs = 1
+
+[bridge.registry]
+{registry}
+"#,
+            self.keypair.display(),
+            self.addr(),
+            serde_json::to_string(bootstrap).unwrap(),
+        )
+    }
+}
+
+/// A surfpool node with one registry.
+struct Chain {
+    surfpool: Surfpool,
+    seed: RegistrySeed,
+}
+
+impl Chain {
+    async fn new(label: &str) -> Chain {
+        let surfpool = Surfpool::start();
+        let seed = RegistrySeed::new(&format!("{label}-{:x}", rand::random::<u64>()));
+        seed.create(&surfpool, "dephy-test").await;
+        Chain { surfpool, seed }
+    }
+
+    async fn register(&self, node: &Node, active: bool) {
+        self.seed.put_node(&self.surfpool, &node.entry(active)).await;
+    }
+
+    fn registry_toml(&self) -> String {
+        format!(
+            "backend = \"solana\"\nrpc_urls = [\"{}\"]\nprogram_id = \"{}\"\nregistry = \"{}\"\n",
+            self.surfpool.rpc_url, self.seed.program, self.seed.registry
+        )
+    }
+}
+
+fn static_registry(nodes: &[&Node]) -> String {
+    let list: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{{ wallet = \"{}\", address = \"{}\" }}", bs58::encode(n.wallet).into_string(), n.addr()))
+        .collect();
+    format!("backend = \"static\"\nnodes = [{}]\n", list.join(", "))
+}
+
+async fn start(backend: Backend, node: &Node, config: &str) -> (TestDb, Relay) {
+    let db = TestDb::new(backend).await;
+    let relay = Relay::spawn(&db, &node.name, config).await;
+    (db, relay)
+}
+
+async fn bridge_status(relay: &Relay) -> Value {
+    match http_get(relay.port, "/health", &[]).await {
+        Ok(resp) if resp.status == 200 => resp.json()["bridge"].clone(),
+        _ => Value::Null,
+    }
+}
+
+/// Waits until `relay` is connected to at least `n` peers.
+async fn wait_peers(relay: &Relay, n: usize) {
+    let ok =
+        eventually(CONNECT, || async { bridge_status(relay).await["peers"].as_array().map_or(0, Vec::len) >= n }).await;
+    assert!(
+        ok,
+        "relay {} did not reach {n} peers: {}\n--- log ---\n{}",
+        relay.port,
+        bridge_status(relay).await,
+        relay.log_tail(40)
+    );
+}
+
+async fn metric(relay: &Relay, name: &str) -> f64 {
+    let text = http_get(relay.port, "/metrics", &[]).await.map(|r| r.text()).unwrap_or_default();
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// Whether `relay` stores the event (bounded wait).
+async fn holds(relay: &Relay, id: &EventId, timeout: Duration) -> bool {
+    eventually(timeout, || async {
+        let mut conn = relay.connect().await;
+        !conn.req_ids("held", &[json!({"ids": [id.to_hex()]})]).await.is_empty()
+    })
+    .await
+}
+
+fn dephy_event(keys: &Keys, machine: &str, n: u64) -> Event {
+    dephy(keys, &format!("{{\"Status\":{{\"n\":{n}}}}}"), &[&["s", "federation-test"], &["p", machine]], now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_mirror_events_to_subscribers_and_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("three").await;
+    let (a, b, c) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "c"));
+    for n in [&a, &b, &c] {
+        chain.register(n, true).await;
+    }
+    let reg = chain.registry_toml();
+    // No bootstrap lists: every node finds the others through the registry's domains.
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[])).await;
+    let (_dc, rc) = start(Backend::Sqlite, &c, &c.config("fed", &reg, &[])).await;
+    for r in [&ra, &rb, &rc] {
+        wait_peers(r, 2).await;
+    }
+    let health = bridge_status(&ra).await;
+    assert_eq!(health["ready"], true);
+    assert_eq!(health["registry"]["backend"], "solana");
+    assert_eq!(health["registry"]["authorized_nodes"], 3);
+    assert_eq!(health["wallet"], bs58::encode(a.wallet).into_string());
+
+    // A subscriber on C, live.
+    let machine = Keys::generate();
+    let mut sub = rc.connect().await;
+    sub.send_json(&json!(["REQ", "live", {"kinds": [1573], "#p": [pk(&machine)], "since": now() - 5}])).await;
+    sub.recv_matching("EOSE", |m| m[0] == "EOSE").await;
+
+    let device = Keys::generate();
+    let event = dephy_event(&device, &pk(&machine), 1);
+    let mut client = ra.connect().await;
+    client.publish_ok(&event).await;
+
+    let got = tokio::time::timeout(PROPAGATION, sub.next_event("live")).await.expect("event reached C's subscriber");
+    assert_same_event(&got, &event);
+    assert!(holds(&rb, &event.id, PROPAGATION).await, "B stores the event");
+    assert!(holds(&rc, &event.id, PROPAGATION).await, "C stores the event");
+
+    // Stored through the ingest path: it is a leaf of C's verifiable log.
+    let entries = http_get(rc.port, "/log/entries?start=0&end=100", &[]).await.unwrap().json();
+    let logged = entries["entries"].as_array().expect("entries").iter().any(|e| e["event_id"] == event.id.to_hex());
+    assert!(logged, "the mirrored event is in C's log: {entries}");
+
+    // Ephemeral events reach subscribers elsewhere but are stored nowhere.
+    let mut eph_sub = rb.connect().await;
+    eph_sub.send_json(&json!(["REQ", "eph", {"kinds": [20001]}])).await;
+    eph_sub.recv_matching("EOSE", |m| m[0] == "EOSE").await;
+    let eph = sign(&device, 20001, "ping", &[], None);
+    client.publish_ok(&eph).await;
+    let got = tokio::time::timeout(PROPAGATION, eph_sub.next_event("eph")).await.expect("ephemeral event reached B");
+    assert_same_event(&got, &eph);
+    assert!(!holds(&rb, &eph.id, Duration::from_millis(500)).await, "ephemeral events are not stored");
+
+    // Loops end at the event id: each node stored the event once and published it at most once.
+    assert_eq!(metric(&ra, "dephy_bridge_published_total").await, 2.0, "A published its two client events");
+    assert_eq!(metric(&rb, "dephy_bridge_published_total").await, 0.0, "B re-published nothing");
+    assert_eq!(metric(&rc, "dephy_bridge_published_total").await, 0.0, "C re-published nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_node_is_refused_and_its_events_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("rogue").await;
+    let (a, b, rogue) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "rogue"));
+    chain.register(&a, true).await;
+    chain.register(&b, true).await;
+    // A registered but inactive entry is refused too.
+    let (_dx, inactive) = (0, Node::new(&dir, "inactive"));
+    chain.register(&inactive, false).await;
+    let reg = chain.registry_toml();
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[])).await;
+    wait_peers(&ra, 1).await;
+
+    // The rogue nodes believe everyone is authorized and dial A directly.
+    let lenient = static_registry(&[&a, &b, &rogue, &inactive]);
+    let (_dr, rr) = start(Backend::Sqlite, &rogue, &rogue.config("fed", &lenient, &[a.addr_with_peer()])).await;
+    let (_di, ri) = start(Backend::Sqlite, &inactive, &inactive.config("fed", &lenient, &[a.addr_with_peer()])).await;
+    let denied =
+        eventually(CONNECT, || async { metric(&ra, "dephy_bridge_denied_connections_total").await >= 2.0 }).await;
+    assert!(denied, "A refused the rogue connections; A log:\n{}", ra.log_tail(40));
+
+    let device = Keys::generate();
+    let from_rogue = dephy_event(&device, &pk(&Keys::generate()), 1);
+    rr.connect().await.publish_ok(&from_rogue).await;
+    ri.connect().await.publish_ok(&dephy_event(&device, &pk(&Keys::generate()), 2)).await;
+    // Meanwhile the legitimate federation still works, so absence below is not a dead network.
+    let legit = dephy_event(&device, &pk(&Keys::generate()), 3);
+    ra.connect().await.publish_ok(&legit).await;
+    assert!(holds(&rb, &legit.id, PROPAGATION).await);
+    assert!(!holds(&ra, &from_rogue.id, Duration::from_secs(3)).await, "rogue event reached A");
+    assert!(!holds(&rb, &from_rogue.id, Duration::from_secs(1)).await, "rogue event reached B");
+
+    for r in [&ra, &rb] {
+        let peers = bridge_status(r).await["peers"].clone();
+        let rogue_peer = dephy_bridge::identity::peer_of(&rogue.wallet).unwrap().to_string();
+        assert!(!peers.as_array().unwrap().iter().any(|p| p == &rogue_peer), "rogue is a peer: {peers}");
+    }
+    // The rogue nodes may only reach each other (both believe in the lenient list).
+    let rogue_peers = bridge_status(&rr).await["peers"].clone();
+    for n in [&a, &b] {
+        let peer = dephy_bridge::identity::peer_of(&n.wallet).unwrap().to_string();
+        assert!(!rogue_peers.as_array().unwrap().iter().any(|p| p == &peer), "{} accepted the rogue", n.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_node_is_disconnected_within_the_refresh_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("revoke").await;
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    chain.register(&a, true).await;
+    chain.register(&b, true).await;
+    let reg = chain.registry_toml();
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[])).await;
+    wait_peers(&ra, 1).await;
+    let device = Keys::generate();
+    let before = dephy_event(&device, &pk(&Keys::generate()), 1);
+    rb.connect().await.publish_ok(&before).await;
+    assert!(holds(&ra, &before.id, PROPAGATION).await, "mirrored while authorized");
+
+    // Deactivate B's entry (refresh_secs = 1): A drops it and refuses it from then on.
+    chain.register(&b, false).await;
+    let dropped = eventually(Duration::from_secs(10), || async {
+        bridge_status(&ra).await["peers"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert!(dropped, "A still connected to B: {}\n{}", bridge_status(&ra).await, ra.log_tail(30));
+    assert!(metric(&ra, "dephy_bridge_revoked_total").await >= 1.0);
+    assert_eq!(bridge_status(&ra).await["registry"]["authorized_nodes"], 1);
+
+    let after = dephy_event(&device, &pk(&Keys::generate()), 2);
+    rb.connect().await.publish_ok(&after).await;
+    assert!(!holds(&ra, &after.id, Duration::from_secs(4)).await, "a revoked node's event reached A");
+    assert!(bridge_status(&ra).await["peers"].as_array().is_some_and(Vec::is_empty), "B reconnected after revocation");
+
+    // Removing the entry entirely works the same; reactivating lets it back in.
+    chain.register(&b, true).await;
+    wait_peers(&ra, 1).await;
+    assert!(holds(&ra, &after.id, PROPAGATION).await, "catch-up after re-authorization");
+    chain.seed.remove_node(&chain.surfpool, &b.wallet).await;
+    let dropped = eventually(Duration::from_secs(10), || async {
+        bridge_status(&ra).await["peers"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert!(dropped, "A still connected to B after its entry was removed");
+}
+
+async fn partition_heals_with_catch_up(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("partition").await;
+    let (a, b, c) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "c"));
+    for n in [&a, &b, &c] {
+        chain.register(n, true).await;
+    }
+    let reg = chain.registry_toml();
+    let (_da, ra) = start(backend, &a, &a.config("fed", &reg, &[])).await;
+    let (db_b, mut rb) = start(backend, &b, &b.config("fed", &reg, &[])).await;
+    let (_dc, rc) = start(backend, &c, &c.config("fed", &reg, &[])).await;
+    for r in [&ra, &rb, &rc] {
+        wait_peers(r, 2).await;
+    }
+    rb.kill();
+
+    let device = Keys::generate();
+    let machine = pk(&Keys::generate());
+    let missed: Vec<Event> = (0..25).map(|n| dephy_event(&device, &machine, n)).collect();
+    let mut conn = ra.connect().await;
+    for (ok, msg) in conn.publish_pipelined(&missed).await {
+        assert!(ok, "{msg}");
+    }
+    // B also missed one event C got from a client while B was away.
+    let via_c = dephy_event(&device, &machine, 99);
+    rc.connect().await.publish_ok(&via_c).await;
+    assert!(holds(&ra, &via_c.id, PROPAGATION).await);
+
+    let config = rb.config.clone();
+    rb = Relay::spawn(&db_b, &b.name, &config).await;
+    wait_peers(&rb, 1).await;
+    let want: Vec<String> = missed.iter().chain([&via_c]).map(|e| e.id.to_hex()).collect();
+    let caught_up = eventually(PROPAGATION, || async {
+        let mut conn = rb.connect().await;
+        let got = conn.req_ids("all", &[json!({"authors": [pk(&device)], "limit": 100})]).await;
+        want.iter().all(|id| got.contains(id))
+    })
+    .await;
+    assert!(caught_up, "B did not catch up; log:\n{}", rb.log_tail(40));
+    assert!(metric(&rb, "dephy_bridge_synced_events_total").await >= 26.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_started_before_its_bootstrap_joins_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, c) = (Node::new(&dir, "a"), Node::new(&dir, "c"));
+    // Static registry without addresses: C only knows A from its bootstrap list.
+    let reg = format!(
+        "backend = \"static\"\nnodes = [{{ wallet = \"{}\" }}, {{ wallet = \"{}\" }}]\n",
+        bs58::encode(a.wallet).into_string(),
+        bs58::encode(c.wallet).into_string()
+    );
+    let (_dc, rc) = start(Backend::Sqlite, &c, &c.config("seed", &reg, &[a.addr_with_peer()])).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = bridge_status(&rc).await;
+    assert_eq!(status["ready"], false, "no peer yet: {status}");
+    assert_eq!(metric(&rc, "dephy_bridge_ready").await, 0.0);
+
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("seed", &reg, &[])).await;
+    wait_peers(&rc, 1).await;
+    assert_eq!(metric(&rc, "dephy_bridge_ready").await, 1.0);
+    let event = dephy_event(&Keys::generate(), &pk(&Keys::generate()), 1);
+    ra.connect().await.publish_ok(&event).await;
+    assert!(holds(&rc, &event.id, PROPAGATION).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_takes_over_when_the_bootstrap_node_goes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c, d) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "c"), Node::new(&dir, "d"));
+    let wallets: Vec<String> = [&a, &b, &c, &d]
+        .iter()
+        .map(|n| format!("{{ wallet = \"{}\" }}", bs58::encode(n.wallet).into_string()))
+        .collect();
+    let reg = format!("backend = \"static\"\nnodes = [{}]\n", wallets.join(", "));
+    // A is the seed; B and C only know A, and find each other through it (Kademlia).
+    let (_da, mut ra) = start(Backend::Sqlite, &a, &a.config("seed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("seed", &reg, &[a.addr_with_peer()])).await;
+    let (_dc, rc) = start(Backend::Sqlite, &c, &c.config("seed", &reg, &[a.addr_with_peer()])).await;
+    wait_peers(&rb, 2).await;
+    wait_peers(&rc, 2).await;
+    ra.kill();
+
+    let event = dephy_event(&Keys::generate(), &pk(&Keys::generate()), 1);
+    rb.connect().await.publish_ok(&event).await;
+    assert!(holds(&rc, &event.id, PROPAGATION).await, "B and C stay federated without the seed");
+    // A newcomer whose first bootstrap node is down joins through the second.
+    let (_dd, rd) =
+        start(Backend::Sqlite, &d, &d.config("seed", &reg, &[a.addr_with_peer(), b.addr_with_peer()])).await;
+    wait_peers(&rd, 1).await;
+    assert!(holds(&rd, &event.id, PROPAGATION).await, "D caught up through B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_networks_on_one_machine_stay_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("networks").await;
+    let nodes: Vec<Node> = ["a1", "b1", "a2", "b2"].iter().map(|n| Node::new(&dir, n)).collect();
+    for n in &nodes {
+        chain.register(n, true).await;
+    }
+    // One registry lists all four, so they even dial each other; the network name separates them.
+    let reg = chain.registry_toml();
+    let mut relays = Vec::new();
+    for (n, net) in nodes.iter().zip(["alpha", "alpha", "beta", "beta"]) {
+        relays.push(start(Backend::Sqlite, n, &n.config(net, &reg, &[])).await);
+    }
+    for (_, r) in &relays {
+        wait_peers(r, 1).await;
+    }
+    let device = Keys::generate();
+    let alpha = dephy_event(&device, &pk(&Keys::generate()), 1);
+    let beta = dephy_event(&device, &pk(&Keys::generate()), 2);
+    relays[0].1.connect().await.publish_ok(&alpha).await;
+    relays[2].1.connect().await.publish_ok(&beta).await;
+    assert!(holds(&relays[1].1, &alpha.id, PROPAGATION).await, "alpha event on b1");
+    assert!(holds(&relays[3].1, &beta.id, PROPAGATION).await, "beta event on b2");
+    for i in [2, 3] {
+        assert!(!holds(&relays[i].1, &alpha.id, Duration::from_secs(2)).await, "alpha event leaked to beta");
+    }
+    for i in [0, 1] {
+        assert!(!holds(&relays[i].1, &beta.id, Duration::from_secs(1)).await, "beta event leaked to alpha");
+    }
+    for (i, (_, r)) in relays.iter().enumerate() {
+        let peers = bridge_status(r).await["peers"].as_array().cloned().unwrap_or_default();
+        assert!(peers.len() <= 1, "node {i} is connected across networks: {peers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bridge_configs_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(&dir, "bad");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let bad_network = node.config("has spaces", &static_registry(&[&node]), &[]);
+    let port = free_port();
+    let err = Relay::spawn_on_port(&db, "bad1", &bad_network, port).await.err().expect("refused");
+    assert!(err.contains("bridge.network"), "{err}");
+    let bad_wallet = node.config("ok", "backend = \"static\"\nnodes = [{ wallet = \"not-base58!\" }]\n", &[]);
+    let err = Relay::spawn_on_port(&db, "bad2", &bad_wallet, free_port()).await.err().expect("refused");
+    assert!(err.contains("wallet"), "{err}");
+    std::fs::write(&node.keypair, "[1, 2, 3]").unwrap();
+    let bad_key = node.config("ok", &static_registry(&[]), &[]);
+    let err = Relay::spawn_on_port(&db, "bad3", &bad_key, free_port()).await.err().expect("refused");
+    assert!(err.contains("64 bytes"), "{err}");
+}
+
+backend_tests!(partition_heals_with_catch_up);
