@@ -32,13 +32,15 @@ struct Node {
     keypair: PathBuf,
     wallet: [u8; 32],
     p2p_port: u16,
+    quic_port: u16,
 }
 
 impl Node {
     fn new(dir: &tempfile::TempDir, name: &str) -> Node {
         let keypair = dir.path().join(format!("{name}-keypair.json"));
         let id = NodeIdentity::load_or_create(&keypair).expect("create node keypair");
-        Node { name: name.into(), keypair, wallet: id.wallet, p2p_port: free_port() }
+        let quic_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Node { name: name.into(), keypair, wallet: id.wallet, p2p_port: free_port(), quic_port }
     }
 
     fn addr(&self) -> String {
@@ -48,6 +50,11 @@ impl Node {
     fn addr_with_peer(&self) -> String {
         let peer = dephy_bridge::identity::peer_of(&self.wallet).unwrap();
         format!("{}/p2p/{peer}", self.addr())
+    }
+
+    fn quic_addr_with_peer(&self) -> String {
+        let peer = dephy_bridge::identity::peer_of(&self.wallet).unwrap();
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{peer}", self.quic_port)
     }
 
     fn entry(&self, active: bool) -> NodeEntry {
@@ -61,7 +68,7 @@ impl Node {
 [bridge]
 network = "{network}"
 keypair_file = "{}"
-listen = ["{}"]
+listen = ["{}", "/ip4/127.0.0.1/udp/{}/quic-v1"]
 bootstrap = {}
 refresh_secs = 1
 retry_secs = 1
@@ -71,6 +78,7 @@ retry_secs = 1
 "#,
             self.keypair.display(),
             self.addr(),
+            self.quic_port,
             serde_json::to_string(bootstrap).unwrap(),
         )
     }
@@ -355,7 +363,8 @@ async fn node_started_before_its_bootstrap_joins_when_it_appears() {
         bs58::encode(a.wallet).into_string(),
         bs58::encode(c.wallet).into_string()
     );
-    let (_dc, rc) = start(Backend::Sqlite, &c, &c.config("seed", &reg, &[a.addr_with_peer()])).await;
+    // Over QUIC this time.
+    let (_dc, rc) = start(Backend::Sqlite, &c, &c.config("seed", &reg, &[a.quic_addr_with_peer()])).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = bridge_status(&rc).await;
     assert_eq!(status["ready"], false, "no peer yet: {status}");
@@ -448,6 +457,36 @@ async fn bad_bridge_configs_are_refused_with_a_clear_error() {
     let bad_key = node.config("ok", &static_registry(&[]), &[]);
     let err = Relay::spawn_on_port(&db, "bad3", &bad_key, free_port()).await.err().expect("refused");
     assert!(err.contains("64 bytes"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_outage_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("outage").await;
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    chain.register(&a, true).await;
+    chain.register(&b, true).await;
+    let reg = chain.registry_toml();
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[])).await;
+    wait_peers(&ra, 1).await;
+    assert_eq!(bridge_status(&ra).await["registry"]["stale"], false);
+
+    drop(chain); // the Solana RPC server goes away
+    let stale = eventually(Duration::from_secs(15), || async {
+        bridge_status(&ra).await["registry"]["stale"] == true
+    })
+    .await;
+    assert!(stale, "/health does not report the outage: {}", bridge_status(&ra).await);
+    let status = bridge_status(&ra).await;
+    assert!(status["registry"]["last_error"].as_str().unwrap().contains("127.0.0.1"), "{status}");
+    assert_eq!(metric(&ra, "dephy_bridge_registry_stale").await, 1.0);
+    assert!(ra.log_tail(50).contains("keeping the last good authorized set"));
+    // The federation carries on with the last good set.
+    assert_eq!(status["registry"]["authorized_nodes"], 2);
+    let event = dephy_event(&Keys::generate(), &pk(&Keys::generate()), 1);
+    ra.connect().await.publish_ok(&event).await;
+    assert!(holds(&rb, &event.id, PROPAGATION).await);
 }
 
 backend_tests!(partition_heals_with_catch_up);
