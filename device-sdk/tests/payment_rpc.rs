@@ -1,0 +1,191 @@
+//! Payments over Solana RPC against a real offline surfpool (npm
+//! `@solana/surfpool-linux-x64-gnu@1.5.0`, started by the relay's `tests/support/surfpool.js`):
+//! a direct SOL transfer with the request id as memo (airdrop, pay, find, verify; wrong amount,
+//! wrong recipient, wrong memo, unconfirmed, replayed), and vault eligibility from the
+//! balance-payment PDAs (accounts seeded with surfpool's `surfnet_setAccount`).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dephy_device_sdk::event;
+use dephy_device_sdk::message::{Reason, Status};
+use dephy_device_sdk::nostr::Keys;
+use dephy_device_sdk::payment::rpc::{self, RpcError};
+use dephy_device_sdk::payment::transfer::{self, PaymentLedger, TransferError};
+use serde_json::{Value, json};
+use solana_commitment_config::CommitmentConfig;
+use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_rpc_client_api::request::RpcRequest;
+use solana_signer::Signer as _;
+
+/// An offline surfpool node, killed on drop.
+struct Surfpool {
+    child: Child,
+    rpc_url: String,
+}
+
+impl Surfpool {
+    fn start() -> Surfpool {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let script = manifest.join("../relay/tests/support/surfpool.js");
+        let node_path = std::env::var("NODE_PATH")
+            .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
+        let mut child = Command::new("node")
+            .arg(&script)
+            .env("NODE_PATH", &node_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `node {}` (is Node.js >= 18 installed?): {e}", script.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("surfpool prints its RPC URL within 30 s");
+        let parsed: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!("surfpool.js printed {line:?} ({e}); is @solana/surfpool-linux-x64-gnu@1.5.0 under {node_path}?")
+        });
+        let rpc_url = parsed["rpcUrl"].as_str().expect("rpcUrl").to_string();
+        assert!(rpc_url.starts_with("http://127.0.0.1:"), "{rpc_url}");
+        Surfpool { child, rpc_url }
+    }
+
+    fn client(&self) -> RpcClient {
+        RpcClient::new_with_commitment(self.rpc_url.clone(), CommitmentConfig::confirmed())
+    }
+}
+
+impl Drop for Surfpool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn funded(rpc: &RpcClient) -> Keypair {
+    let keypair = Keypair::new_from_array(rand::random::<[u8; 32]>());
+    rpc.request_airdrop(&keypair.pubkey(), 5_000_000_000).await.expect("requestAirdrop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rpc.get_balance(&keypair.pubkey()).await.unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the airdrop did not arrive within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    keypair
+}
+
+fn request_event(machine: &Keys) -> dephy_device_sdk::nostr::Event {
+    event::request(
+        &Keys::generate(),
+        "dephy-decharge-controller",
+        &machine.public_key(),
+        Status::Working,
+        Reason::UserRequest,
+        None,
+        "",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_sol_payment_with_memo() {
+    let surfpool = Surfpool::start();
+    let rpc = surfpool.client();
+    let user = funded(&rpc).await;
+    let owner = Pubkey::new_from_array(rand::random());
+    let machine = Keys::generate();
+    let request = request_event(&machine);
+    let price = 1_000_000;
+
+    let signature =
+        transfer::pay(&rpc, &user, &owner, price, &request.id).await.expect("payment confirmed").to_string();
+    assert_eq!(rpc.get_balance(&owner).await.unwrap(), price);
+
+    // The device finds the payment by its memo and verifies it.
+    let found = transfer::find(&rpc, &owner, &request.id).await.unwrap();
+    assert_eq!(found.as_deref(), Some(signature.as_str()));
+    let paid = transfer::verify(&rpc, &signature, &owner, price, &request.id).await.unwrap();
+    assert_eq!((paid.payer, paid.lamports), (user.pubkey().to_string(), price));
+
+    // Failure cases.
+    let err = transfer::verify(&rpc, &signature, &owner, price + 1, &request.id).await.unwrap_err();
+    assert!(
+        matches!(err, TransferError::WrongAmount { expected, actual, .. } if expected == price + 1 && actual == price),
+        "{err}"
+    );
+    let other = Pubkey::new_from_array(rand::random());
+    let err = transfer::verify(&rpc, &signature, &other, price, &request.id).await.unwrap_err();
+    assert!(matches!(err, TransferError::WrongRecipient { .. }), "{err}");
+    let other_request = request_event(&machine);
+    let err = transfer::verify(&rpc, &signature, &owner, price, &other_request.id).await.unwrap_err();
+    assert!(matches!(&err, TransferError::WrongMemo { found, .. } if found == &vec![request.id.to_hex()]), "{err}");
+    assert_eq!(transfer::find(&rpc, &owner, &other_request.id).await.unwrap(), None);
+    let unsent = transfer::payment_transaction(&rpc, &user, &owner, price, &other_request.id).await.unwrap();
+    let err =
+        transfer::verify(&rpc, &unsent.signatures[0].to_string(), &owner, price, &other_request.id).await.unwrap_err();
+    assert!(matches!(err, TransferError::NotConfirmed(_)), "{err}");
+    let err = transfer::verify(&rpc, "not-a-signature", &owner, price, &request.id).await.unwrap_err();
+    assert!(matches!(err, TransferError::BadSignature(_)), "{err}");
+
+    // One payment pays for one request, also across a restart of the device.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("payments");
+    let mut ledger = PaymentLedger::open(&ledger_path).unwrap();
+    ledger.accept(&rpc, &signature, &owner, price, &request.id).await.unwrap();
+    let err = ledger.accept(&rpc, &signature, &owner, price, &request.id).await.unwrap_err();
+    assert!(matches!(err, TransferError::Replayed(_)), "{err}");
+    let mut reopened = PaymentLedger::open(&ledger_path).unwrap();
+    assert!(matches!(
+        reopened.accept(&rpc, &signature, &owner, price, &request.id).await,
+        Err(TransferError::Replayed(_))
+    ));
+}
+
+async fn set_account(rpc: &RpcClient, address: &Pubkey, lamports: u64, data: &[u8], owner: &Pubkey) {
+    let params = json!([address.to_string(), {
+        "lamports": lamports,
+        "data": hex::encode(data),
+        "owner": owner.to_string(),
+        "executable": false,
+    }]);
+    let _: Value =
+        rpc.send(RpcRequest::Custom { method: "surfnet_setAccount" }, params).await.expect("surfnet_setAccount");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_eligibility_from_pdas() {
+    let surfpool = Surfpool::start();
+    let rpc = surfpool.client();
+    let program = rpc::program_id();
+    let user = Pubkey::new_from_array(rand::random());
+
+    let err = rpc::balance(&rpc, &program, &user.to_string()).await.unwrap_err();
+    assert!(matches!(err, RpcError::NotRegistered { .. }), "{err}");
+    assert!(matches!(rpc::balance(&rpc, &program, "bad user").await, Err(RpcError::BadUser(_))));
+
+    // USER account: discriminator, nonce 3, locked 400_000, vault.
+    let vault = rpc::vault_pda(&program, &user);
+    let mut data = vec![0u8; 8];
+    data.extend_from_slice(&3u64.to_le_bytes());
+    data.extend_from_slice(&400_000u64.to_le_bytes());
+    data.extend_from_slice(vault.as_ref());
+    set_account(&rpc, &rpc::user_pda(&program, &user), 2_000_000, &data, &program).await;
+    set_account(&rpc, &vault, 1_000_000, &[], &Pubkey::default()).await;
+
+    let balance = rpc::balance(&rpc, &program, &user.to_string()).await.unwrap();
+    assert_eq!((balance.vault_lamports, balance.locked_amount, balance.nonce), (1_000_000, 400_000, 3));
+    assert!(balance.covers(600_000));
+    assert!(!balance.covers(600_001));
+
+    // A USER PDA owned by another program is not trusted.
+    let impostor = Pubkey::new_from_array(rand::random());
+    set_account(&rpc, &rpc::user_pda(&program, &impostor), 2_000_000, &data, &Pubkey::new_from_array([9; 32])).await;
+    let err = rpc::balance(&rpc, &program, &impostor.to_string()).await.unwrap_err();
+    assert!(matches!(err, RpcError::BadAccount { .. }), "{err}");
+}
