@@ -473,10 +473,8 @@ async fn registry_outage_keeps_the_last_good_set() {
     assert_eq!(bridge_status(&ra).await["registry"]["stale"], false);
 
     drop(chain); // the Solana RPC server goes away
-    let stale = eventually(Duration::from_secs(15), || async {
-        bridge_status(&ra).await["registry"]["stale"] == true
-    })
-    .await;
+    let stale =
+        eventually(Duration::from_secs(15), || async { bridge_status(&ra).await["registry"]["stale"] == true }).await;
     assert!(stale, "/health does not report the outage: {}", bridge_status(&ra).await);
     let status = bridge_status(&ra).await;
     assert!(status["registry"]["last_error"].as_str().unwrap().contains("127.0.0.1"), "{status}");
