@@ -86,7 +86,7 @@ mod tests {
     use nostr::{EventBuilder, Keys, Kind};
 
     use super::*;
-    use crate::port::{Committing, Ingested};
+    use crate::port::{Committing, Ingested, Inventory};
     use crate::registry::NodeEntry;
     use crate::registry::static_list::StaticRegistry;
 
@@ -103,7 +103,7 @@ mod tests {
             let committed: Committing = Box::pin(std::future::ready(Ingested::New));
             Box::pin(std::future::ready(committed))
         }
-        fn inventory(&self, _: u64, _: u64) -> BoxFuture<'static, Result<Vec<(u64, [u8; 32])>, String>> {
+        fn inventory(&self, _: u64, _: u64) -> BoxFuture<'static, Result<Inventory, String>> {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn fetch(&self, _: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>> {

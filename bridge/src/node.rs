@@ -101,35 +101,36 @@ impl Node {
                     }
                 }
                 event = self.swarm.select_next_some() => match event {
-                    SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
-                        if num_established.get() == 1 && peer_id != local {
-                            connected.insert(peer_id);
-                            self.status.set_peers(&connected);
-                            tracing::info!(peer = %peer_id, wallet = %wallet_str(&peer_id), "peer connected");
-                            if endpoint.is_dialer() {
-                                self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
-                            }
-                            let (requester, relay, window) = (requester.clone(), self.relay.clone(), self.catchup_window_secs);
-                            tokio::spawn(async move {
-                                match sync::catch_up(peer_id, &requester, &relay, window).await {
-                                    Ok(report) => {
-                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
-                                        tracing::info!(peer = %peer_id, needed = report.needed, stored = report.stored,
-                                            offered = report.offered, "catch-up done");
-                                    }
-                                    Err(e) => {
-                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                                        tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
-                                    }
+                    SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
+                        if num_established.get() == 1 && peer_id != local =>
+                    {
+                        connected.insert(peer_id);
+                        self.status.set_peers(&connected);
+                        tracing::info!(peer = %peer_id, wallet = %wallet_str(&peer_id), "peer connected");
+                        if endpoint.is_dialer() {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
+                        }
+                        let (requester, relay, window) = (requester.clone(), self.relay.clone(), self.catchup_window_secs);
+                        tokio::spawn(async move {
+                            match sync::catch_up(peer_id, &requester, &relay, window).await {
+                                Ok(report) => {
+                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
+                                    tracing::info!(peer = %peer_id, needed = report.needed, stored = report.stored,
+                                        offered = report.offered, "catch-up done");
                                 }
-                            });
-                        }
+                                Err(e) => {
+                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
+                                    tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
+                                }
+                            }
+                        });
                     }
-                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
-                        if connected.remove(&peer_id) {
-                            self.status.set_peers(&connected);
-                            tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
-                        }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
+                        if connected.contains(&peer_id) =>
+                    {
+                        connected.remove(&peer_id);
+                        self.status.set_peers(&connected);
+                        tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
                     }
                     SwarmEvent::NewListenAddr { address, .. } => {
                         tracing::info!(%address, "bridge listening");
@@ -185,11 +186,12 @@ impl Node {
                     }
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
-                if !connected.contains(&peer) && wallet_of(&peer).is_some_and(|w| self.authorizer.is_authorized(&w)) {
-                    let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
-                    let _ = self.swarm.dial(opts);
-                }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
+                if !connected.contains(&peer)
+                    && wallet_of(&peer).is_some_and(|w| self.authorizer.is_authorized(&w)) =>
+            {
+                let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
+                let _ = self.swarm.dial(opts);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request, channel, .. } => {

@@ -32,6 +32,9 @@ pub enum Ingested {
 /// Resolves once a submitted event is committed (or refused).
 pub type Committing = BoxFuture<'static, Ingested>;
 
+/// `(created_at, event id)` pairs of stored events, for reconciliation.
+pub type Inventory = Vec<(u64, [u8; 32])>;
+
 /// The relay, seen from the bridge.
 pub trait RelayPort: Send + Sync + 'static {
     /// The relay's own write policy for an event from a peer whose id and signature the
@@ -47,7 +50,7 @@ pub trait RelayPort: Send + Sync + 'static {
 
     /// `(created_at, id)` of every stored event with `since <= created_at <= until` that a
     /// peer may hold too (the relay's own checkpoints excluded), for reconciliation.
-    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Vec<(u64, [u8; 32])>, String>>;
+    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Inventory, String>>;
 
     /// The JSON of the stored events among `ids` (missing ones are left out).
     fn fetch(&self, ids: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>>;

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Weak};
 
-use dephy_bridge::{Committing, Ingested, RelayPort};
+use dephy_bridge::{Committing, Ingested, Inventory, RelayPort};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use nostr::Event;
@@ -39,6 +39,9 @@ impl RelayPort for Port {
         state.ingest.check_peer(event, json_len)
     }
 
+    // The outer future resolves once the event is queued (so peers' events keep their order),
+    // the `Committing` it yields once it is committed: yielding a future is the point.
+    #[allow(clippy::async_yields_async)]
     fn submit(&self, event: Event) -> BoxFuture<'static, Committing> {
         let state = self.state.clone();
         async move {
@@ -61,7 +64,7 @@ impl RelayPort for Port {
         .boxed()
     }
 
-    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Vec<(u64, [u8; 32])>, String>> {
+    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Inventory, String>> {
         let (state, own) = (self.state.clone(), self.own_pubkey);
         async move {
             let state = state.upgrade().ok_or(STOPPING)?;

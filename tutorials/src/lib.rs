@@ -251,7 +251,7 @@ async fn user(
     )?;
     client.wait_subscribed(ANSWER_TIMEOUT).await.context("the user could not subscribe to the relay")?;
 
-    let signing = SigningKey::from_bytes(&wallet.secret_bytes());
+    let signing = SigningKey::from_bytes(wallet.secret_bytes());
     let nonce = rand::random::<u32>() as u64;
     let payload = authorization::signed_payload(
         &signing,

@@ -87,7 +87,8 @@ impl Proxy {
 
     /// Stops listening and cuts every forwarded connection.
     pub async fn down(&self) {
-        if let Some(task) = self.accept.lock().unwrap().take() {
+        let accepting = self.accept.lock().unwrap().take();
+        if let Some(task) = accepting {
             task.abort();
             let _ = task.await;
         }
