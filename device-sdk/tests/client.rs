@@ -1,7 +1,8 @@
 //! The relay client against the real relay (in-process, over WebSocket): subscribe then publish,
 //! the on-disk outbox across an outage and a restart, resuming after a disconnect and after a
 //! restart without loss or duplicates (with the arrival-sequence cursor and with the
-//! since-with-overlap fallback), and state recovery by query.
+//! since-with-overlap fallback), state recovery by query; and a `wss://` relay behind
+//! TLS with a private root certificate.
 
 mod common;
 
@@ -245,4 +246,75 @@ async fn inclusion_proof_of_own_event() {
     // An event that is not in the log has no proof.
     let err = dephy_device_sdk::proof::verify_event(&url, None, &EventId::from_byte_array([1; 32])).await.unwrap_err();
     assert!(matches!(err, dephy_device_sdk::proof::ProofError::Status { status: 404, .. }), "{err}");
+}
+
+/// A TLS terminator on 127.0.0.1 in front of the relay, with a self-signed certificate for
+/// 127.0.0.1; returns its `wss://` URL and the certificate's PEM file.
+async fn tls_front(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use tokio_rustls::rustls;
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let pem = dir.join("relay-ca.pem");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let relay = relay_port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to forward.
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", relay)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (url, pem)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_relay_with_a_private_root_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pem) = tls_front(dir.path()).await;
+    let session = unique_session("wss");
+
+    // Trusting the relay's CA: subscribe, publish and receive over TLS.
+    let mut config =
+        ClientConfig::new([url.clone()], dir.path().join("trusting")).subscribe([session_filter(&session)]);
+    config.root_certificates = vec![pem.clone()];
+    let mut client = Client::start(config).unwrap();
+    client.wait_subscribed(TIMEOUT).await.expect("subscribed over wss://");
+    let keys = Keys::generate();
+    let e = events(&keys, &session, 1, 1).remove(0);
+    client.publish_and_wait(&e, TIMEOUT).await.expect("accepted over wss://");
+    let got = recv_exactly(&mut client, 1, QUIET).await;
+    assert_eq!(got[0].event.id, e.id);
+
+    // Without it the certificate is refused: the client never subscribes (it keeps retrying).
+    let mut config = ClientConfig::new([url], dir.path().join("default-roots")).subscribe([session_filter(&session)]);
+    config.backoff_max = Duration::from_millis(500);
+    let untrusting = Client::start(config).unwrap();
+    let err = untrusting.wait_subscribed(Duration::from_secs(3)).await.unwrap_err();
+    assert!(matches!(err, dephy_device_sdk::ClientError::Timeout(_)), "{err}");
+
+    // A root certificate file that is missing or holds no certificate is a clear error at start.
+    for (path, expect) in [(dir.path().join("missing.pem"), "missing.pem"), (dir.path().join("empty.pem"), "no PEM")] {
+        if expect == "no PEM" {
+            std::fs::write(&path, "not a certificate\n").unwrap();
+        }
+        let mut config = ClientConfig::new([relay_url()], dir.path().join("bad"));
+        config.root_certificates = vec![path];
+        let err = Client::start(config).err().expect("a bad root certificate file is refused");
+        assert!(matches!(err, dephy_device_sdk::ClientError::Tls { .. }) && err.to_string().contains(expect), "{err}");
+    }
 }

@@ -105,7 +105,8 @@ async fn connection(
     backoff: &mut Duration,
 ) -> Ended {
     let config = &shared.config;
-    let connect = tokio_tungstenite::connect_async(url);
+    let tls = tokio_tungstenite::Connector::Rustls(shared.tls.clone());
+    let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(tls));
     let ws = match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => return failed(format!("cannot connect: {e}")),

@@ -18,6 +18,7 @@
 mod connection;
 pub mod cursor;
 pub mod outbox;
+mod tls;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ use outbox::Outbox;
 pub struct ClientConfig {
     /// Relay WebSocket URLs (`ws://` or `wss://`).
     pub relays: Vec<String>,
+    /// PEM files of root certificates to trust for `wss://` besides Mozilla's (webpki-roots),
+    /// for a relay whose certificate a private CA issued.
+    pub root_certificates: Vec<PathBuf>,
     /// Directory for the outbox and the resume position (created).
     pub state_dir: PathBuf,
     /// The live subscription; empty for a client that only publishes and queries.
@@ -56,6 +60,7 @@ impl ClientConfig {
     pub fn new(relays: impl IntoIterator<Item = impl Into<String>>, state_dir: impl Into<PathBuf>) -> ClientConfig {
         ClientConfig {
             relays: relays.into_iter().map(Into::into).collect(),
+            root_certificates: Vec::new(),
             state_dir: state_dir.into(),
             filters: Vec::new(),
             overlap: Duration::from_secs(120),
@@ -81,6 +86,8 @@ pub enum ClientError {
     NoRelay,
     #[error("relay URL {0:?} must start with ws:// or wss://")]
     BadUrl(String),
+    #[error("cannot use the TLS root certificate file {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
     #[error("cannot use the client state file {path}: {source}")]
     State { path: PathBuf, source: std::io::Error },
     #[error("the client state file {path} is corrupt ({reason}); move it away to start afresh")]
@@ -122,6 +129,8 @@ struct Shared {
     /// Relays whose live subscription is established (EOSE received).
     subscribed: watch::Sender<HashSet<String>>,
     events: mpsc::Sender<Received>,
+    /// TLS settings for `wss://` relays.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 #[derive(Default)]
@@ -213,6 +222,7 @@ impl Client {
                 return Err(ClientError::BadUrl(url.clone()));
             }
         }
+        let tls = tls::client_config(&config.root_certificates)?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|source| ClientError::State { path: config.state_dir.clone(), source })?;
         let outbox = Outbox::open(&config.state_dir, &config.relays)?;
@@ -229,6 +239,7 @@ impl Client {
             waiters: Mutex::new(HashMap::new()),
             subscribed: watch::Sender::new(HashSet::new()),
             events: events_tx,
+            tls,
             config,
         });
         let mut commands = Vec::new();
