@@ -82,6 +82,21 @@ impl Subscriber {
     }
 }
 
+/// The highest arrival sequence known to be committed. The writer raises it after each commit,
+/// before it answers `OK`, so a `REQ` sent after an `OK` sees that event's sequence here.
+#[derive(Clone, Default)]
+pub struct CommittedSeq(Arc<AtomicI64>);
+
+impl CommittedSeq {
+    pub fn raise(&self, seq: i64) {
+        self.0.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// The registry of connections with live subscriptions.
 #[derive(Clone, Default)]
 pub struct Fanout {
@@ -89,13 +104,27 @@ pub struct Fanout {
     next_id: Arc<AtomicU64>,
     /// Highest sequence number whose delivery has been dispatched.
     dispatched_seq: Arc<AtomicI64>,
+    committed: CommittedSeq,
 }
 
 impl Fanout {
     pub fn new(last_seq: i64) -> Self {
         let f = Self::default();
         f.dispatched_seq.store(last_seq, Ordering::SeqCst);
+        f.committed.raise(last_seq);
         f
+    }
+
+    /// The committed high-water mark the writer raises.
+    pub fn committed(&self) -> &CommittedSeq {
+        &self.committed
+    }
+
+    /// Every stored event with a sequence number at or below this is visible to a query
+    /// started now: committed by this process, or already dispatched (from another process
+    /// on the same PostgreSQL, whose sequences commit in order under the advisory lock).
+    pub fn visible_seq(&self) -> i64 {
+        self.committed.get().max(self.dispatched_seq())
     }
 
     /// Creates a subscriber with an outbound queue of `capacity` messages.

@@ -71,8 +71,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let (writer, writer_task) =
-        Writer::spawn(store.clone(), fanout_tx.clone(), cfg.store.max_batch, 16_384, mirror.clone());
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        fanout_tx.clone(),
+        fanout.committed().clone(),
+        cfg.store.max_batch,
+        16_384,
+        mirror.clone(),
+    );
     let listener_task = match &store {
         Store::Postgres(pg) => {
             let pg = pg.clone();

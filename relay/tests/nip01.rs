@@ -31,6 +31,7 @@ backend_tests!(
     live_filter_matching,
     many_events_exact_order,
     req_during_writes_no_gap_no_dup,
+    acknowledged_before_req_never_live,
 );
 
 async fn publish_fetch_duplicate(backend: Backend) {
@@ -761,3 +762,25 @@ async fn req_during_writes_no_gap_no_dup(backend: Backend) {
 
 #[allow(dead_code)]
 fn _unused(_: Value) {}
+
+/// An event whose `OK` came before a `REQ` is stored history for that subscription: it is not
+/// delivered live after EOSE, also when the filter's limit leaves it out of the stored part.
+/// (The fan-out may not have dispatched it yet when the REQ arrives; this once raced.)
+async fn acknowledged_before_req_never_live(backend: Backend) {
+    let (_db, relay) = Relay::start(backend, "").await;
+    let mut c = relay.connect().await;
+    let k = Keys::generate();
+    for round in 0..20 {
+        let e = dephy(&k, &format!("r{round}"), &[&["s", "acked-before-req"]], now());
+        c.publish_ok(&e).await;
+        let sub = format!("s{round}");
+        let stored = c.req(&sub, &[json!({"authors": [pk(&k)], "limit": 0})]).await;
+        assert!(stored.is_empty(), "limit 0 returns no stored events");
+        // Every EVENT on the sub from here on would be live; within the round there is none.
+        let next = dephy(&k, &format!("live{round}"), &[&["s", "acked-before-req"]], now());
+        c.publish_ok(&next).await;
+        let got = c.next_event(&sub).await;
+        assert_same_event(&got, &next);
+        c.close_sub(&sub).await;
+    }
+}

@@ -40,12 +40,20 @@ struct Connection {
     authed: HashSet<PublicKey>,
     id: u64,
     subscriber: Arc<Subscriber>,
-    /// Per subscription: stored results that may also arrive live (committed after the
-    /// subscription was registered); skipped when they do.
-    dedup: HashMap<Arc<str>, HashSet<i64>>,
+    /// Per subscription: what the stored query already covered, so it is not sent live again.
+    dedup: HashMap<Arc<str>, Covered>,
     /// Subscriptions opened with the `after_seq` cursor: their EVENTs carry the sequence.
     cursors: HashSet<Arc<str>>,
     pending: FuturesUnordered<PendingAck>,
+}
+
+/// The stored events a subscription's query covered, whose live copies are skipped.
+struct Covered {
+    /// Every event with a sequence at or below this was committed before the query ran: it
+    /// was either among the results or left out by the filter's `limit`.
+    upto: i64,
+    /// Results committed after `upto` was read, which may still arrive live.
+    returned: HashSet<i64>,
 }
 
 /// Serves one upgraded connection until either side closes it.
@@ -168,8 +176,8 @@ impl Connection {
 
     async fn forward(&mut self, sink: &mut Sink, msg: Outbound) -> Result<(), axum::Error> {
         let Outbound::Event { sub, seq, json } = msg;
-        if let (Some(seq), Some(skip)) = (seq, self.dedup.get_mut(&sub))
-            && skip.remove(&seq)
+        if let (Some(seq), Some(covered)) = (seq, self.dedup.get_mut(&sub))
+            && (seq <= covered.upto || covered.returned.remove(&seq))
         {
             return Ok(());
         }
@@ -274,8 +282,8 @@ impl Connection {
             return send(sink, out::closed(&sub, &msg)).await;
         }
         // Register before querying so nothing committed meanwhile is missed; remember what
-        // the fan-out had already dispatched, to skip live copies of stored results.
-        let dispatched = self.state.fanout.dispatched_seq();
+        // the query is sure to see, to skip live copies of what it covered.
+        let visible = self.state.fanout.visible_seq();
         let filters: Arc<[Filter]> = filters.into();
         self.subscriber.set(sub.clone(), filters.clone());
         self.state.fanout.register(self.id, &self.subscriber);
@@ -292,10 +300,10 @@ impl Connection {
                 return send(sink, out::closed(&sub, "error: could not run the query; try again")).await;
             }
         };
-        let mut maybe_live = HashSet::new();
+        let mut returned = HashSet::new();
         for e in &events {
-            if e.seq > dispatched {
-                maybe_live.insert(e.seq);
+            if e.seq > visible {
+                returned.insert(e.seq);
             }
             let text = match after_seq {
                 Some(_) => out::event_with_seq(&sub, &e.json, e.seq),
@@ -306,9 +314,7 @@ impl Connection {
         if after_seq.is_some() {
             self.cursors.insert(sub.clone());
         }
-        if !maybe_live.is_empty() {
-            self.dedup.insert(sub.clone(), maybe_live);
-        }
+        self.dedup.insert(sub.clone(), Covered { upto: visible, returned });
         send(sink, out::eose(&sub)).await
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{IndexedEvent, Origin, Store, WriteOutcome};
-use crate::fanout::Delivery;
+use crate::fanout::{CommittedSeq, Delivery};
 use crate::metrics as m;
 
 /// The federation hand-off: committed client events for the bridge to publish to peers.
@@ -48,12 +48,13 @@ impl Writer {
     pub fn spawn(
         store: Store,
         fanout: mpsc::Sender<Delivery>,
+        committed: CommittedSeq,
         max_batch: usize,
         queue: usize,
         mirror: Option<Mirror>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let handle = tokio::spawn(run(store, rx, fanout, max_batch.max(1), mirror));
+        let handle = tokio::spawn(run(store, rx, fanout, committed, max_batch.max(1), mirror));
         (Self { tx }, handle)
     }
 
@@ -71,6 +72,7 @@ async fn run(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
     fanout: mpsc::Sender<Delivery>,
+    committed: CommittedSeq,
     max_batch: usize,
     mirror: Option<Mirror>,
 ) {
@@ -86,6 +88,17 @@ async fn run(
                 write_each(&store, &events).await
             }
         };
+        // Raised before any OK goes out: a REQ that follows an OK must not get that event live.
+        if let Some(max) = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Some(WriteOutcome::Stored { seq }) => Some(*seq),
+                _ => None,
+            })
+            .max()
+        {
+            committed.raise(max);
+        }
         let mut stored = Vec::new();
         for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
             let _ = reply.send(outcome.ok_or_else(|| "could not store the event; try again".to_string()));
