@@ -39,7 +39,7 @@ impl Node {
     fn new(dir: &tempfile::TempDir, name: &str) -> Node {
         let keypair = dir.path().join(format!("{name}-keypair.json"));
         let id = NodeIdentity::load_or_create(&keypair).expect("create node keypair");
-        let quic_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let quic_port = free_port();
         Node { name: name.into(), keypair, wallet: id.wallet, p2p_port: free_port(), quic_port }
     }
 

@@ -176,9 +176,34 @@ pub fn relay_bin() -> &'static str {
     env!("CARGO_BIN_EXE_dephy-relay")
 }
 
+/// A port for a server a test starts. Taken below the kernel's ephemeral range, so that no
+/// outgoing connection (of this or another test) can grab it between this check and the
+/// server's own bind, as a port from `bind(0)` could; each process scans its own slice of that
+/// range, and a port is handed out once, only when TCP and UDP (QUIC) are both free on it.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SLICE: u32 = 400;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let slices = ephemeral_low.saturating_sub(10_000) / SLICE;
+    if slices == 0 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        return l.local_addr().unwrap().port();
+    }
+    let base = ephemeral_low - (1 + std::process::id() % slices) * SLICE;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SLICE, "no free port left among {SLICE} from {base}");
+        let port = (base + n) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
