@@ -207,16 +207,27 @@ async fn same_batch_event_and_deletion(backend: Backend) {
 
 async fn abrupt_disconnects_release_connection_slots(backend: Backend) {
     let (_db, relay) = Relay::start(backend, "[limits]\nmax_connections_per_ip = 3\n").await;
+    let port = relay.port;
     for round in 0..3 {
+        // Take every slot. The previous round's check also ended its connections abruptly, so
+        // their slots are released only once the relay has seen those sockets close.
         let mut conns = Vec::new();
         for _ in 0..3 {
-            let mut c = relay.connect().await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let mut c = loop {
+                match Conn::try_connect(port).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        assert!(tokio::time::Instant::now() < deadline, "round {round}: no free slot within 5 s: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
             c.req("s", &[json!({"limit": 1})]).await;
             conns.push(c);
         }
         // Drop without a close handshake (TCP FIN/RST only).
         drop(conns);
-        let port = relay.port;
         let ok = eventually(Duration::from_secs(5), || async move {
             // All three slots must be free again.
             let mut v = Vec::new();
