@@ -82,8 +82,11 @@ impl Subscriber {
     }
 }
 
-/// The highest arrival sequence known to be committed. The writer raises it after each commit,
-/// before it answers `OK`, so a `REQ` sent after an `OK` sees that event's sequence here.
+/// The highest arrival sequence known to be committed: every stored event at or below it is
+/// visible to a query started now. The writer raises it after each commit, before it answers
+/// `OK`, so a `REQ` sent after an `OK` sees that event's sequence here; the fan-out stage raises
+/// it for what it dispatches, which covers other processes on the same PostgreSQL (their
+/// sequences commit in order under the advisory lock).
 #[derive(Clone, Default)]
 pub struct CommittedSeq(Arc<AtomicI64>);
 
@@ -102,29 +105,19 @@ impl CommittedSeq {
 pub struct Fanout {
     registry: Arc<RwLock<HashMap<u64, Arc<Subscriber>>>>,
     next_id: Arc<AtomicU64>,
-    /// Highest sequence number whose delivery has been dispatched.
-    dispatched_seq: Arc<AtomicI64>,
     committed: CommittedSeq,
 }
 
 impl Fanout {
     pub fn new(last_seq: i64) -> Self {
         let f = Self::default();
-        f.dispatched_seq.store(last_seq, Ordering::SeqCst);
         f.committed.raise(last_seq);
         f
     }
 
-    /// The committed high-water mark the writer raises.
+    /// The committed high-water mark (raised by the writer and by this stage).
     pub fn committed(&self) -> &CommittedSeq {
         &self.committed
-    }
-
-    /// Every stored event with a sequence number at or below this is visible to a query
-    /// started now: committed by this process, or already dispatched (from another process
-    /// on the same PostgreSQL, whose sequences commit in order under the advisory lock).
-    pub fn visible_seq(&self) -> i64 {
-        self.committed.get().max(self.dispatched_seq())
     }
 
     /// Creates a subscriber with an outbound queue of `capacity` messages.
@@ -144,12 +137,6 @@ impl Fanout {
         self.registry.write().expect("registry lock").remove(&id);
     }
 
-    /// Every stored event with a sequence number at or below this has already been offered
-    /// to the registered subscribers.
-    pub fn dispatched_seq(&self) -> i64 {
-        self.dispatched_seq.load(Ordering::SeqCst)
-    }
-
     /// The stage loop: runs until every sender of `rx` is dropped.
     pub async fn run(self, mut rx: mpsc::Receiver<Delivery>) {
         while let Some(d) = rx.recv().await {
@@ -160,7 +147,7 @@ impl Fanout {
                 }
             }
             if let Some(seq) = d.seq {
-                self.dispatched_seq.fetch_max(seq, Ordering::SeqCst);
+                self.committed.raise(seq);
             }
         }
     }

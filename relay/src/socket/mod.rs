@@ -283,7 +283,7 @@ impl Connection {
         }
         // Register before querying so nothing committed meanwhile is missed; remember what
         // the query is sure to see, to skip live copies of what it covered.
-        let visible = self.state.fanout.visible_seq();
+        let visible = self.state.fanout.committed().get();
         let filters: Arc<[Filter]> = filters.into();
         self.subscriber.set(sub.clone(), filters.clone());
         self.state.fanout.register(self.id, &self.subscriber);
