@@ -4,6 +4,7 @@
 //! This file only parses the command line and dispatches to one module per benchmark. Every
 //! benchmark prints human-readable lines and ends with a single-line JSON summary on stdout.
 
+mod abuse;
 mod conn;
 mod events;
 mod fanout;
@@ -15,6 +16,7 @@ mod proofs;
 mod req;
 mod rlimit;
 mod sender;
+mod soak;
 mod stats;
 mod summary;
 mod workload;
@@ -48,6 +50,11 @@ enum Command {
     Idle(idle::Args),
     /// Verifiable-log proof latency over HTTP (inclusion and consistency).
     Proofs(proofs::Args),
+    /// Memory under hostile readers: many connections send a large REQ and never read.
+    Abuse(abuse::Args),
+    /// A long mixed run (ingest, REQs, live subscribers, slow readers, reconnect storms,
+    /// oversized frames) sampling the relay's memory and open files; not part of CI.
+    Soak(soak::Args),
 }
 
 /// Clap value parser for counts that must be at least 1.
@@ -89,5 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
         Command::Proofs(args) => proofs::run(url, args).await,
+        Command::Abuse(args) => abuse::run(url, args, fd_limit).await,
+        Command::Soak(args) => soak::run(url, args).await,
     }
 }
