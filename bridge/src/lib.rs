@@ -74,6 +74,7 @@ impl Bridge {
         outgoing: mpsc::Receiver<Outgoing>,
     ) -> anyhow::Result<Self> {
         let addrs = cfg.validate()?;
+        crate::metrics::register();
         let identity = NodeIdentity::load_or_create(&cfg.keypair_file)?;
         let registry: Arc<dyn Registry> = match &cfg.registry {
             RegistryConfig::Static { nodes } => Arc::new(registry::static_list::StaticRegistry::from_config(nodes)?),

@@ -30,3 +30,26 @@ pub const INGESTED: &str = "dephy_bridge_ingested_total";
 pub const SYNCED: &str = "dephy_bridge_synced_events_total";
 /// Counter: catch-up sessions (label `result`: ok, error).
 pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";
+
+/// Creates every bridge series with a zero value; called when the bridge starts, so
+/// `/metrics` lists them from start (and only on relays that run the bridge).
+pub fn register() {
+    for name in [REGISTRY_ERRORS, REGISTRY_LOOKUPS, REVOKED, WRONG_NETWORK, PUBLISHED, INGESTED, SYNCED] {
+        metrics::counter!(name).absolute(0);
+    }
+    for direction in ["inbound", "outbound"] {
+        metrics::counter!(DENIED, "direction" => direction).absolute(0);
+    }
+    for reason in ["no_peers", "too_large", "error"] {
+        metrics::counter!(PUBLISH_FAILED, "reason" => reason).absolute(0);
+    }
+    for result in ["accepted", "rejected", "ignored", "overloaded"] {
+        metrics::counter!(RECEIVED, "result" => result).absolute(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!(SYNC_SESSIONS, "result" => result).absolute(0);
+    }
+    for name in [PEERS, READY, AUTHORIZED_NODES, REGISTRY_STALE] {
+        metrics::gauge!(name).set(0.0);
+    }
+}

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod fanout;
 pub mod federation;
+pub mod http_auth;
 pub mod identity;
 pub mod info;
 pub mod ingest;

@@ -10,7 +10,9 @@
 //! - `GET /sessions/{author}/{session}/events?after=SEQ&limit=N`: one (author, `s`) chain in
 //!   arrival order with each event's arrival seq and log position, for replay.
 //!
-//! Bad or out-of-range parameters get a 400 with a message saying what to fix.
+//! Bad or out-of-range parameters get a 400 with a message saying what to fix. `/events` and
+//! `/sessions/...` bodies stop before [`MAX_BODY_BYTES`] and carry `next_after` (pass it as
+//! `after` to continue) and `truncated`; they need NIP-98 auth when reads do (`http_auth`).
 
 use std::sync::Arc;
 
@@ -165,6 +167,50 @@ pub async fn entries(State(state): State<Arc<AppState>>, q: Result<Query<Entries
     }
 }
 
+/// Largest `/events` or `/sessions/...` body: events stop being added before it would be
+/// exceeded (at least one is always sent) and `next_after` says where to continue.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Rows fetched from the database at a time while filling a body.
+const FETCH_ROWS: u64 = 64;
+
+/// A JSON body of events, filled up to [`MAX_BODY_BYTES`]: `{<head>"events":[...],"next_after":N,
+/// "truncated":bool}`. `next_after` is the arrival sequence to pass as `after` for the next page;
+/// `truncated` is true when the byte cap (not `limit` or the end of the data) ended the page.
+struct EventsBody {
+    out: String,
+    count: u64,
+    next_after: i64,
+    truncated: bool,
+}
+
+impl EventsBody {
+    fn new(head: &str, after: i64) -> Self {
+        Self { out: format!("{{{head}\"events\":["), count: 0, next_after: after, truncated: false }
+    }
+
+    /// Appends one item (its JSON) for arrival sequence `seq`; false when it would not fit.
+    fn push(&mut self, seq: i64, item: &str) -> bool {
+        // Room for the closing `],"next_after":<i64>,"truncated":false}`.
+        const TAIL: usize = 64;
+        if self.count > 0 && self.out.len() + 1 + item.len() + TAIL > MAX_BODY_BYTES {
+            self.truncated = true;
+            return false;
+        }
+        if self.count > 0 {
+            self.out.push(',');
+        }
+        self.out.push_str(item);
+        self.count += 1;
+        self.next_after = seq;
+        true
+    }
+
+    fn finish(mut self) -> Response {
+        self.out.push_str(&format!("],\"next_after\":{},\"truncated\":{}}}", self.next_after, self.truncated));
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.out).into_response()
+    }
+}
+
 #[derive(Deserialize)]
 pub struct SessionQuery {
     after: Option<i64>,
@@ -187,22 +233,26 @@ pub async fn session_events(
     if limit == 0 || limit > MAX_PAGE {
         return error(StatusCode::BAD_REQUEST, format!("limit must be 1 to {MAX_PAGE}"));
     }
-    match state.store.session_events(&pubkey, &session, q.after.unwrap_or(0), limit as u32).await {
-        Ok(rows) => {
-            let events: Vec<Value> = rows
-                .into_iter()
-                .map(|(seq, index, raw)| {
-                    json!({
-                        "seq": seq,
-                        "log_index": index,
-                        "event": serde_json::from_str::<Value>(&raw).unwrap_or(Value::Null),
-                    })
-                })
-                .collect();
-            Json(json!({ "author": author, "session": session, "events": events })).into_response()
+    let head = format!("\"author\":{},\"session\":{},", json!(author), json!(session));
+    let mut body = EventsBody::new(&head, q.after.unwrap_or(0));
+    'fill: while body.count < limit {
+        let want = (limit - body.count).min(FETCH_ROWS);
+        let rows = match state.store.session_events(&pubkey, &session, body.next_after, want as u32).await {
+            Ok(rows) => rows,
+            Err(e) => return log_error(e.into()),
+        };
+        let got = rows.len() as u64;
+        for (seq, index, raw) in rows {
+            let item = format!("{{\"seq\":{seq},\"log_index\":{},\"event\":{raw}}}", json!(index));
+            if !body.push(seq, &item) {
+                break 'fill;
+            }
         }
-        Err(e) => log_error(e.into()),
+        if got < want {
+            break;
+        }
     }
+    body.finish()
 }
 
 #[derive(Deserialize)]
@@ -222,17 +272,24 @@ pub async fn events_after(
     if q.after < 0 || limit == 0 || limit > MAX_PAGE {
         return error(StatusCode::BAD_REQUEST, format!("need after >= 0 and limit 1 to {MAX_PAGE}"));
     }
-    let filter = nostr::Filter::new().limit(limit as usize);
-    match state.store.query(&[filter], limit as usize, limit as usize, Some(q.after)).await {
-        Ok(events) => {
-            let events: Vec<Value> = events
-                .into_iter()
-                .map(
-                    |e| json!({ "seq": e.seq, "event": serde_json::from_str::<Value>(&e.json).unwrap_or(Value::Null) }),
-                )
-                .collect();
-            Json(json!({ "events": events })).into_response()
+    let mut body = EventsBody::new("", q.after);
+    'fill: while body.count < limit {
+        let want = (limit - body.count).min(FETCH_ROWS) as usize;
+        let filter = nostr::Filter::new().limit(want);
+        let events = match state.store.query(&[filter], want, want, Some(body.next_after)).await {
+            Ok(events) => events,
+            Err(e) => return log_error(e.into()),
+        };
+        let got = events.len();
+        for e in events {
+            let item = format!("{{\"seq\":{},\"event\":{}}}", e.seq, e.json);
+            if !body.push(e.seq, &item) {
+                break 'fill;
+            }
         }
-        Err(e) => log_error(e.into()),
+        if got < want {
+            break;
+        }
     }
+    body.finish()
 }

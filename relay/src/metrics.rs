@@ -39,5 +39,34 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
     metrics::describe_counter!(EVENTS_RECEIVED_FROM_PEERS, "Events received from federation peers (bridge)");
     metrics::describe_counter!(MIRROR_DROPPED, "Accepted client events not handed to the bridge (queue full)");
+    register_all();
     Ok(handle)
+}
+
+/// Reasons (OK message prefixes) an event is rejected for: the `reason` label values.
+pub const REJECT_REASONS: &[&str] =
+    &["invalid", "blocked", "rate-limited", "duplicate", "auth-required", "restricted", "error"];
+
+/// Creates every series with a zero value, so `/metrics` lists them all from start.
+fn register_all() {
+    for name in [
+        CONNECTIONS_REFUSED,
+        EVENTS_RECEIVED,
+        EVENTS_STORED,
+        EVENTS_DELIVERED,
+        SLOW_READERS,
+        EXPIRED_PURGED,
+        EVENTS_RECEIVED_FROM_PEERS,
+        MIRROR_DROPPED,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for reason in REJECT_REASONS {
+        metrics::counter!(EVENTS_REJECTED, "reason" => *reason).absolute(0);
+    }
+    metrics::gauge!(CONNECTIONS).set(0.0);
+    for name in [QUERY_SECONDS, WRITE_BATCH_SIZE] {
+        // A registered histogram renders its (empty) buckets, `_sum` and `_count`.
+        let _ = metrics::histogram!(name);
+    }
 }

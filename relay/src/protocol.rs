@@ -63,7 +63,11 @@ fn filter_values(f: &Filter) -> usize {
 /// Parses one text frame.
 pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
     let Bounds { max_filters, max_subid, max_values } = bounds;
-    let parts: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    let parts: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| match malformed_event_id(text) {
+        // An EVENT frame that is not valid JSON: answer OK false when its id can still be read.
+        Some(id) => ParseError::BadEvent { id: Some(id), reason: format!("malformed JSON: {e}") },
+        None => ParseError::Malformed(e.to_string()),
+    })?;
     let Some((kind, rest)) = parts.split_first() else {
         return Err(ParseError::Malformed("empty array".into()));
     };
@@ -137,6 +141,22 @@ fn parse_event(raw: &RawValue) -> Result<Box<Event>, ParseError> {
         let id = serde_json::from_str::<IdOnly>(raw.get()).ok().map(|x| x.id);
         ParseError::BadEvent { id, reason: format!("malformed event: {e}") }
     })
+}
+
+/// The id of an EVENT frame that is not valid JSON, read leniently: the frame must start with
+/// `["EVENT",` and the first `"id"` key must be followed by `:` and a quoted 64-hex-digit
+/// string. One linear pass over the frame (itself bounded by the message size limit).
+fn malformed_event_id(text: &str) -> Option<String> {
+    fn ws(s: &str) -> &str {
+        s.trim_start_matches([' ', '\t', '\n', '\r'])
+    }
+    let rest = ws(ws(text).strip_prefix('[')?);
+    let rest = ws(rest.strip_prefix("\"EVENT\"")?).strip_prefix(',')?;
+    let start = rest.find("\"id\"")?;
+    let rest = ws(ws(&rest[start + 4..]).strip_prefix(':')?);
+    let quoted = rest.strip_prefix('"')?.get(..65)?;
+    let (id, close) = quoted.split_at(64);
+    (close == "\"" && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
 fn parse_sub_id(raw: &RawValue, max_len: usize) -> Result<String, ParseError> {
@@ -268,6 +288,26 @@ mod tests {
         assert_eq!(after_seq, None);
         assert_eq!(sub_id, "x");
         assert_eq!(filters[0].limit, Some(1));
+    }
+
+    #[test]
+    fn malformed_event_frames_keep_a_readable_id() {
+        let id = "ab".repeat(32);
+        let frame = format!("[\"EVENT\", {{\"id\" : \"{id}\",\"content\":\"a\u{1}b\"}}]");
+        match parse(&frame, B) {
+            Err(ParseError::BadEvent { id: Some(got), reason }) => {
+                assert_eq!(got, id);
+                assert!(reason.starts_with("malformed JSON"), "{reason}");
+            }
+            other => panic!("expected BadEvent with id, got {other:?}"),
+        }
+        // No readable id (short, or not an EVENT frame): a NOTICE (Malformed).
+        let frame = "[\"EVENT\",{\"id\":\"abc\",\"content\":\"\u{1}\"}]";
+        assert!(matches!(parse(frame, B), Err(ParseError::Malformed(_))));
+        let frame = format!("[\"REQ\",{{\"id\":\"{id}\",\"x\":\"\u{1}\"}}]");
+        assert!(matches!(parse(&frame, B), Err(ParseError::Malformed(_))));
+        assert!(malformed_event_id("[\"EVENT\"").is_none());
+        assert!(malformed_event_id(&format!("[\"EVENT\",{{\"id\":\"{}\"", "é".repeat(40))).is_none());
     }
 
     #[test]

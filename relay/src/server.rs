@@ -4,6 +4,7 @@
 //!   with `Accept: application/nostr+json` → the NIP-11 document (CORS open).
 //! - `GET /health` → 200 once the relay accepts events (503 while shutting down).
 //! - `GET /metrics` → Prometheus text.
+//! - `/log/*` (public) and `/events`, `/sessions/...` (NIP-98 auth when reads need auth): `logapi`.
 //!
 //! Shutdown (SIGTERM/SIGINT): stop accepting, close sockets after their pending OKs, let the
 //! writer commit what is queued, then exit.
@@ -130,8 +131,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .route("/log/proof/inclusion", get(crate::logapi::inclusion))
         .route("/log/proof/consistency", get(crate::logapi::consistency))
         .route("/log/entries", get(crate::logapi::entries))
-        .route("/events", get(crate::logapi::events_after))
-        .route("/sessions/{author}/{session}/events", get(crate::logapi::session_events))
+        .merge(
+            // Paths that return event content: the read-auth policy applies (NIP-98).
+            Router::new()
+                .route("/events", get(crate::logapi::events_after))
+                .route("/sessions/{author}/{session}/events", get(crate::logapi::session_events))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::http_auth::require_read)),
+        )
         .with_state(state.clone());
     let signal = shutdown_signal(shutdown.clone());
     // Small replies (OK, EOSE, live events) must not wait for Nagle's algorithm.

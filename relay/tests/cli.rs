@@ -137,3 +137,34 @@ fn unreachable_database_fails_to_start() {
     let out = run_serve(dir.path(), "", &["--listen", &format!("127.0.0.1:{port}"), "--db", "mysql://x/y"]);
     assert!(!out.status.success(), "unsupported database URL accepted");
 }
+
+/// Logs written to a file carry no ANSI colour codes (colour is only for a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_have_no_ansi_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("relay.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("r.db").display());
+    let mut child = Command::new(relay_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .current_dir(dir.path())
+        .env_remove("DEPHY_RELAY_LISTEN")
+        .env_remove("DEPHY_RELAY_DB")
+        .env_remove("DEPHY_RELAY_CONFIG")
+        // Neither NO_COLOR nor a terminal: the file alone must turn colour off.
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let ready = eventually(READY_TIMEOUT, || port_is_listening(port)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read(&log_path).unwrap();
+    assert!(ready, "relay did not start: {}", String::from_utf8_lossy(&text));
+    assert!(String::from_utf8_lossy(&text).contains("relay ready"), "the log has the startup lines");
+    assert!(!text.contains(&0x1b), "ESC byte in a log file: {}", String::from_utf8_lossy(&text).escape_debug());
+}

@@ -250,8 +250,9 @@ async fn replaceable_kinds(backend: Backend) {
         let old = sign(&k, kind, "old", &[], Some(t));
         let new = sign(&k, kind, "new", &[], Some(t + 10));
         c.publish_ok(&new).await;
-        // An older version after a newer one must not replace it (OK true or false both fine).
-        let _ = c.publish(&old).await;
+        // An older version after a newer one is refused and does not replace it.
+        let msg = c.publish_refused(&old, "duplicate:").await;
+        assert!(msg.contains("newer version"), "kind {kind}: reason names the newer version: {msg:?}");
         let got = c.req(&format!("r{kind}a"), &[json!({"authors": [a], "kinds": [kind]})]).await;
         assert_eq!(ids_of(&got), vec![new.id.to_hex()], "kind {kind}: only the newest is kept");
 
@@ -277,10 +278,10 @@ async fn replaceable_kinds(backend: Backend) {
     let y = sign(&k3, 10573, "y", &[], Some(ts));
     let (lo, hi) = if x.id.to_hex() < y.id.to_hex() { (x, y) } else { (y, x) };
     c.publish_ok(&hi).await;
-    let _ = c.publish(&lo).await;
+    c.publish_ok(&lo).await;
     let got = c.req_ids("tie1", &[json!({"authors": [pk(&k3)], "kinds": [10573]})]).await;
     assert_eq!(got, vec![lo.id.to_hex()], "tie: lowest id wins (higher id first)");
-    let _ = c.publish(&hi).await;
+    c.publish_refused(&hi, "duplicate:").await;
     let got = c.req_ids("tie2", &[json!({"authors": [pk(&k3)], "kinds": [10573]})]).await;
     assert_eq!(got, vec![lo.id.to_hex()], "tie: resubmitting the higher id does not replace");
 
@@ -289,7 +290,7 @@ async fn replaceable_kinds(backend: Backend) {
     let y = sign(&k4, 3, "y", &[], Some(ts));
     let (lo, hi) = if x.id.to_hex() < y.id.to_hex() { (x, y) } else { (y, x) };
     c.publish_ok(&lo).await;
-    let _ = c.publish(&hi).await;
+    c.publish_refused(&hi, "duplicate:").await;
     let got = c.req_ids("tie3", &[json!({"authors": [pk(&k4)], "kinds": [3]})]).await;
     assert_eq!(got, vec![lo.id.to_hex()], "tie: lowest id wins (lower id first)");
 }
@@ -309,7 +310,10 @@ async fn addressable_kinds(backend: Backend) {
     for e in [&x1, &y1, &z1, &x2, &nd, &nd2] {
         c.publish_ok(e).await;
     }
-    let _ = c.publish(&x1).await; // stale version again: must not come back
+    c.publish_refused(&x1, "duplicate:").await; // stale version again: refused, must not come back
+    // The stored (newest) version itself is a plain duplicate: OK true.
+    let (ok, msg) = c.publish(&x2).await;
+    assert!(ok && msg.starts_with("duplicate:"), "resending the stored version: ({ok}, {msg:?})");
     let got = c.req_ids("a", &[json!({"authors": [a], "kinds": [30573]})]).await;
     assert_eq!(got, vec![x2.id.to_hex(), y1.id.to_hex()], "newest per d-tag");
     let got = c.req_ids("d", &[json!({"authors": [a], "#d": ["x"]})]).await;
@@ -488,6 +492,22 @@ async fn malformed_messages_notice(backend: Backend) {
         assert!(v[1].as_str().unwrap_or("").starts_with("error:"), "NOTICE for {bad:?} starts with error: {v}");
     }
     let k = Keys::generate();
+    // An EVENT frame that is not JSON (a raw control character inside a string): OK false
+    // `invalid:` when its id can be read, else a NOTICE. Raw frames, as a client would send.
+    let bad = sign(&k, DEPHY_KIND, "control-char", &[], None);
+    let frame = format!("[\"EVENT\",{}]", ev_json(&bad)).replace("control-char", "control\u{1}char");
+    c.send_text(frame).await;
+    let v = c.recv_json().await;
+    assert_eq!(v[0], json!("OK"), "malformed EVENT with a readable id gets an OK: {v}");
+    assert_eq!(v[1], json!(bad.id.to_hex()), "the OK names the frame's id: {v}");
+    assert_eq!(v[2], json!(false), "{v}");
+    assert!(v[3].as_str().unwrap_or("").starts_with("invalid:"), "OK false invalid: {v}");
+    c.send_text("[\"EVENT\",{\"id\":\"1234\",\"content\":\"a\u{1}b\"}]").await;
+    let v = c.recv_json().await;
+    assert_eq!(v[0], json!("NOTICE"), "malformed EVENT without a readable id gets a NOTICE: {v}");
+    assert!(v[1].as_str().unwrap_or("").starts_with("error:"), "{v}");
+    assert_eq!(c.count("n", &[json!({"ids": [bad.id.to_hex()]})]).await, 0, "the malformed event is not stored");
+
     let e = sign(&k, DEPHY_KIND, "still alive", &[], None);
     c.publish_ok(&e).await;
     assert_eq!(c.req_ids("q", &[json!({"ids": [e.id.to_hex()]})]).await, vec![e.id.to_hex()]);

@@ -161,7 +161,9 @@ pub fn answer(result: WriteResult) -> (bool, String) {
     let (accepted, message) = match result {
         Ok(WriteOutcome::Stored { .. }) => (true, String::new()),
         Ok(WriteOutcome::Duplicate) => (true, "duplicate: already have this event".into()),
-        Ok(WriteOutcome::Superseded) => (true, "duplicate: a newer version of this replaceable event is stored".into()),
+        // An older version of a replaceable/addressable event is refused (relay conformance
+        // suites require OK false); resending the stored version itself is `Duplicate` above.
+        Ok(WriteOutcome::Superseded) => (false, "duplicate: have a newer version of this replaceable event".into()),
         Ok(WriteOutcome::Deleted) => (false, "blocked: this event was deleted by its author".into()),
         Ok(WriteOutcome::Fork) => (false, "invalid: fork: prev is not the head of this (author, s) chain".into()),
         Err(msg) => (false, format!("error: {msg}")),
