@@ -132,15 +132,27 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
 }
 
 fn parse_event(raw: &RawValue) -> Result<Box<Event>, ParseError> {
-    Event::from_json(raw.get()).map(Box::new).map_err(|e| {
-        // Recover the id, if readable, so the client gets an OK it can match.
-        #[derive(serde::Deserialize)]
-        struct IdOnly {
-            id: String,
-        }
-        let id = serde_json::from_str::<IdOnly>(raw.get()).ok().map(|x| x.id);
-        ParseError::BadEvent { id, reason: format!("malformed event: {e}") }
-    })
+    let event = Event::from_json(raw.get())
+        .map(Box::new)
+        .map_err(|e| ParseError::BadEvent { id: raw_id(raw), reason: format!("malformed event: {e}") })?;
+    // nostr reads a kind above 65535 modulo 2^16 (65537 becomes 1, with the same id): refuse it.
+    #[derive(serde::Deserialize)]
+    struct KindOnly {
+        kind: u64,
+    }
+    match serde_json::from_str::<KindOnly>(raw.get()) {
+        Ok(k) if k.kind == event.kind.as_u16() as u64 => Ok(event),
+        _ => Err(ParseError::BadEvent { id: raw_id(raw), reason: "kind must be 0 to 65535".into() }),
+    }
+}
+
+/// The id of an event that could not be parsed, if readable, so the client gets an OK it can match.
+fn raw_id(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    serde_json::from_str::<IdOnly>(raw.get()).ok().map(|x| x.id)
 }
 
 /// The id of an EVENT frame that is not valid JSON, read leniently: the frame must start with
@@ -308,6 +320,17 @@ mod tests {
         assert!(matches!(parse(&frame, B), Err(ParseError::Malformed(_))));
         assert!(malformed_event_id("[\"EVENT\"").is_none());
         assert!(malformed_event_id(&format!("[\"EVENT\",{{\"id\":\"{}\"", "é".repeat(40))).is_none());
+    }
+
+    #[test]
+    fn kind_above_u16_is_refused_not_wrapped() {
+        let keys = nostr::Keys::generate();
+        let event = nostr::EventBuilder::new(nostr::Kind::from(1u16), "x").sign_with_keys(&keys).unwrap();
+        let json = event.as_json().replace("\"kind\":1,", "\"kind\":65537,");
+        assert!(json.contains("65537"));
+        let err = parse(&format!("[\"EVENT\",{json}]"), B).unwrap_err();
+        assert!(matches!(&err, ParseError::BadEvent { id: Some(id), .. } if *id == event.id.to_hex()), "{err:?}");
+        assert!(err.to_string().contains("kind must be 0 to 65535"), "{err}");
     }
 
     #[test]

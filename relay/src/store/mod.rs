@@ -448,7 +448,8 @@ impl Store {
             }
         };
         Ok(with_pool!(self, read pool => sqlx::query_as(sql)
-            .bind(session.to_string())
+            // Tag values are stored through `index_text` (NUL, which PostgreSQL text cannot hold).
+            .bind(index_text(session))
             .bind(author.to_vec())
             .bind(after)
             .bind(limit as i64)
@@ -539,10 +540,10 @@ impl Store {
                 with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_all(pool).await)?
             }
             (sql::Dialect::Sqlite, Some(from)) => {
-                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?
+                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT ?").bind(from.min(i64::MAX as u64) as i64).bind(limit as i64).fetch_all(pool).await)?
             }
             (sql::Dialect::Postgres, Some(from)) => {
-                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2").bind(from as i64).bind(limit as i64).fetch_all(pool).await)?
+                with_pool!(self, read pool => sqlx::query_as("SELECT event FROM checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2").bind(from.min(i64::MAX as u64) as i64).bind(limit as i64).fetch_all(pool).await)?
             }
         };
         Ok(rows.into_iter().map(|(e,)| e).collect())

@@ -49,6 +49,8 @@ impl Builder {
         }
     }
 
+    /// `(p1,p2,...)` for `IN`; an empty list (a filter's `[]`) is `(NULL)`, which matches
+    /// nothing on both backends (PostgreSQL has no `IN ()`).
     fn list(&mut self, items: impl IntoIterator<Item = Param>) -> String {
         let mut s = String::from("(");
         for (i, p) in items.into_iter().enumerate() {
@@ -56,6 +58,9 @@ impl Builder {
                 s.push(',');
             }
             s.push_str(&self.bind(p));
+        }
+        if s.len() == 1 {
+            s.push_str("NULL");
         }
         s.push(')');
         s
