@@ -313,29 +313,34 @@ async fn terminate_backend(admin: &mut sqlx::PgConnection, pid: i32) {
     }
 }
 
-/// Live events for `sub` up to (excluding) the event `stop`, which must arrive; other messages fail.
-async fn live_until(c: &mut Conn, sub: &str, stop: &str) -> Vec<String> {
+/// Live events for `sub` until every event of `stops` has arrived (those excluded); any other
+/// message fails.
+async fn live_until(c: &mut Conn, sub: &str, stops: &[&str]) -> Vec<String> {
     let mut got = Vec::new();
-    loop {
+    let mut left: HashSet<&str> = stops.iter().copied().collect();
+    while !left.is_empty() {
         let v = c.recv_json().await;
         assert!(v[0] == "EVENT" && v[1] == sub, "unexpected message while collecting live events: {v}");
         let id = v[2]["id"].as_str().unwrap().to_string();
-        if id == stop {
-            return got;
+        if !left.remove(id.as_str()) {
+            got.push(id);
         }
-        got.push(id);
     }
+    got
 }
 
 /// The deterministic form of "no gap while the listener reconnects": A's LISTEN connection is
 /// terminated 20 times, each time after checking it is back and listening, while B accepts
 /// 2,000 events (half of each round in flight when the kill lands, half sent after the backend
-/// is gone). A's subscriber must get every one exactly once, in arrival order; so must B's own.
+/// is gone) and A a few of its own in between (so each process's tail must skip its own rows
+/// amid the other's). Both subscribers must get every event exactly once, each process's events
+/// in arrival order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_terminated_20_times_under_load_misses_and_repeats_nothing() {
     use sqlx::Connection as _;
     const ROUNDS: usize = 20;
     const PER_ROUND: usize = 100;
+    const PER_ROUND_ON_A: usize = 10;
     let (db, a, b) = two_relays().await;
     let name = db.pg.as_ref().unwrap().name.clone();
     let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
@@ -347,68 +352,79 @@ async fn listener_terminated_20_times_under_load_misses_and_repeats_nothing() {
     let k = Keys::generate();
 
     let mut killed = HashSet::new();
-    let mut published = Vec::new();
+    let (mut published_a, mut published_b) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let pid = listening_backend(&mut admin, &name, &a, &killed).await;
         let events: Vec<Event> =
             (0..PER_ROUND).map(|i| dephy(&k, &format!("storm {round}/{i}"), &[&["s", "storm"]], now())).collect();
+        let on_a: Vec<Event> =
+            (0..PER_ROUND_ON_A).map(|i| dephy(&k, &format!("on A {round}/{i}"), &[&["s", "storm"]], now())).collect();
         let (in_flight, after) = events.split_at(PER_ROUND / 2);
-        for e in in_flight {
+        for (i, e) in in_flight.iter().enumerate() {
             pub_b.send_json(&json!(["EVENT", ev_json(e)])).await;
+            if let Some(e) = on_a.get(i) {
+                pub_a.send_json(&json!(["EVENT", ev_json(e)])).await;
+            }
         }
         terminate_backend(&mut admin, pid).await;
         killed.insert(pid);
         for e in after {
             pub_b.send_json(&json!(["EVENT", ev_json(e)])).await;
         }
-        for e in &events {
-            let id = e.id.to_hex();
-            let v = pub_b.recv_matching("OK", |v| v[0] == "OK" && v[1] == json!(id)).await;
-            assert_eq!((&v[2], &v[3]), (&json!(true), &json!("")), "round {round}: event refused: {v}");
-            published.push(id);
+        for (c, evs, out) in [(&mut pub_b, &events, &mut published_b), (&mut pub_a, &on_a, &mut published_a)] {
+            for e in evs {
+                let id = e.id.to_hex();
+                let v = c.recv_matching("OK", |v| v[0] == "OK" && v[1] == json!(id)).await;
+                assert_eq!((&v[2], &v[3]), (&json!(true), &json!("")), "round {round}: event refused: {v}");
+                out.push(id);
+            }
         }
     }
     assert_eq!(killed.len(), ROUNDS);
 
-    // Markers travel through the other process's tail, which delivers in sequence order: any
-    // missed or repeated storm event would show up before them.
+    // Each marker follows, in its process's order, everything that process accepted before it;
+    // once both arrived, any missed or repeated event would have shown up.
     let marker_b = dephy(&k, "marker from B", &[&["s", "storm"]], now());
     pub_b.publish_ok(&marker_b).await;
     let marker_a = dephy(&k, "marker from A", &[&["s", "storm"]], now());
     pub_a.publish_ok(&marker_a).await;
-    let got_a: Vec<String> = live_until(&mut sub_a, "live", &marker_b.id.to_hex())
-        .await
-        .into_iter()
-        .filter(|id| *id != marker_a.id.to_hex())
-        .collect();
-    let got_b: Vec<String> = live_until(&mut sub_b, "live", &marker_a.id.to_hex())
-        .await
-        .into_iter()
-        .filter(|id| *id != marker_b.id.to_hex())
-        .collect();
+    let markers = [marker_a.id.to_hex(), marker_b.id.to_hex()];
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    let got_a = live_until(&mut sub_a, "live", &markers).await;
+    let got_b = live_until(&mut sub_b, "live", &markers).await;
 
     // The arrival order, from the database.
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut order: Vec<String> =
+    let order: Vec<String> =
         sqlx::query_scalar("SELECT encode(id, 'hex') FROM events ORDER BY seq").fetch_all(&mut conn).await.unwrap();
-    let storm: HashSet<&String> = published.iter().collect();
-    order.retain(|id| storm.contains(id));
-    assert_eq!(order.len(), ROUNDS * PER_ROUND);
+    let in_order = |published: &[String]| -> Vec<String> {
+        let set: HashSet<&String> = published.iter().collect();
+        order.iter().filter(|id| set.contains(id)).cloned().collect()
+    };
+    let (order_a, order_b) = (in_order(&published_a), in_order(&published_b));
+    assert_eq!((order_a.len(), order_b.len()), (ROUNDS * PER_ROUND_ON_A, ROUNDS * PER_ROUND));
 
-    for (who, got) in [("A (other process)", &got_a), ("B (own process)", &got_b)] {
+    for (who, got) in [("A", &got_a), ("B", &got_b)] {
         let mut count: HashMap<&String, usize> = HashMap::new();
         for id in got.iter() {
             *count.entry(id).or_default() += 1;
         }
-        let missing = order.iter().filter(|id| !count.contains_key(id)).count();
+        let missing = order_a.iter().chain(&order_b).filter(|id| !count.contains_key(id)).count();
         let repeated = count.values().filter(|n| **n > 1).count();
         assert_eq!(
             (missing, repeated),
             (0, 0),
             "live subscriber on {who}: {missing} of {} events missing, {repeated} delivered more than once",
-            order.len()
+            order_a.len() + order_b.len()
         );
-        assert!(*got == order, "live subscriber on {who}: events not in arrival order");
+        for (from, want) in [("A", &order_a), ("B", &order_b)] {
+            let set: HashSet<&String> = want.iter().collect();
+            let seen: Vec<&String> = got.iter().filter(|id| set.contains(id)).collect();
+            assert!(
+                seen.iter().copied().eq(want.iter()),
+                "live subscriber on {who}: events accepted by {from} not in arrival order"
+            );
+        }
     }
 
     // Every kill was noticed and recovered from by A.
