@@ -14,6 +14,8 @@ pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
 pub const EVENTS_RECEIVED_FROM_PEERS: &str = "relay_events_received_from_peers_total";
 pub const MIRROR_DROPPED: &str = "relay_mirror_dropped_total";
+pub const PG_LISTENER_RECONNECTS: &str = "relay_pg_listener_reconnects_total";
+pub const PG_EVENTS_FROM_OTHERS: &str = "relay_pg_events_from_other_processes_total";
 
 /// Installs the global recorder; the handle renders the text exposition format.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -39,6 +41,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
     metrics::describe_counter!(EVENTS_RECEIVED_FROM_PEERS, "Events received from federation peers (bridge)");
     metrics::describe_counter!(MIRROR_DROPPED, "Accepted client events not handed to the bridge (queue full)");
+    metrics::describe_counter!(PG_LISTENER_RECONNECTS, "PostgreSQL LISTEN connections re-established");
+    metrics::describe_counter!(PG_EVENTS_FROM_OTHERS, "Stored events of other processes read for live delivery");
     register_all();
     Ok(handle)
 }
@@ -58,6 +62,8 @@ fn register_all() {
         EXPIRED_PURGED,
         EVENTS_RECEIVED_FROM_PEERS,
         MIRROR_DROPPED,
+        PG_LISTENER_RECONNECTS,
+        PG_EVENTS_FROM_OTHERS,
     ] {
         metrics::counter!(name).absolute(0);
     }

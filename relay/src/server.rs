@@ -62,7 +62,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let anchor_pubkey = anchor.as_ref().map(|a| a.pubkey().to_string());
     let cfg = Arc::new(cfg);
 
-    let fanout = Fanout::new(store.last_seq().await?);
+    let start_seq = store.last_seq().await?;
+    let fanout = Fanout::new(start_seq);
     let (fanout_tx, fanout_rx) = tokio::sync::mpsc::channel(8192);
     let fanout_task = tokio::spawn(fanout.clone().run(fanout_rx));
     let (mirror, outgoing) = match &cfg.bridge {
@@ -84,7 +85,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Store::Postgres(pg) => {
             let pg = pg.clone();
             let tx = fanout_tx.clone();
-            Some(tokio::spawn(async move { pg.listen(tx).await }))
+            Some(tokio::spawn(async move { pg.listen(start_seq, tx).await }))
         }
         Store::Sqlite(_) => None,
     };

@@ -270,60 +270,171 @@ async fn cross_process_delivery_survives_connection_loss() {
     assert_eq!(q.count("n", &[json!({"#s": ["reconnect"]})]).await as usize, published.len() + 1);
 }
 
-/// After the database drops the LISTEN connection, every event acknowledged by A must still
-/// reach B's live subscriber (no silent gap while B's listener reconnects).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_live_gap_while_listener_reconnects() {
-    let (db, a, b) = two_relays().await;
-    let mut sub_b = b.connect().await;
-    assert!(sub_b.req("live", &[json!({"#s": ["gap"]})]).await.is_empty());
-    let mut pub_a = a.connect().await;
-    let k = Keys::generate();
-    let warm = dephy(&k, "warm", &[&["s", "gap"]], now());
-    pub_a.publish_ok(&warm).await;
-    assert_eq!(sub_b.next_event("live").await["id"], json!(warm.id.to_hex()));
+/// `pg_stat_activity` row of relay `r`'s LISTEN connection once it is idle after its LISTEN and
+/// is not one of `killed`; waits for it (bounded).
+async fn listening_backend(admin: &mut sqlx::PgConnection, db: &str, r: &Relay, killed: &HashSet<i32>) -> i32 {
+    let app = format!("dephy-relay listener {}", r.pid());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 \
+             AND state = 'idle' AND query LIKE 'LISTEN %'",
+        )
+        .bind(db)
+        .bind(&app)
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap();
+        if let Some(pid) = pids.into_iter().find(|p| !killed.contains(p)) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "relay {} has no LISTEN connection ({app}) within 30 s", r.port);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
-    {
-        use sqlx::Connection as _;
-        let name = &db.pg.as_ref().unwrap().name;
-        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-        let sql = format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        );
-        let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut admin).await.unwrap();
-        let _ = admin.close().await;
-    }
-    // Publish on A for ~3 s; keep what was acknowledged.
-    let mut acked = Vec::new();
-    let start = Instant::now();
-    let mut i = 0;
-    while start.elapsed() < Duration::from_secs(3) {
-        let e = dephy(&k, &format!("during {i}"), &[&["s", "gap"]], now());
-        i += 1;
-        if pub_a.publish(&e).await.0 {
-            acked.push(e.id.to_hex());
+/// Terminates backend `pid` and waits (bounded) until it is gone.
+async fn terminate_backend(admin: &mut sqlx::PgConnection, pid: i32) {
+    let done: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&mut *admin).await.unwrap();
+    assert!(done, "backend {pid} could not be terminated");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alive: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+            .bind(pid)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap();
+        if !alive {
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "backend {pid} still alive 30 s after pg_terminate_backend");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(!acked.is_empty(), "A acknowledged nothing after the connection loss");
-    let mut seen = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !acked.iter().all(|id| seen.contains(id)) {
-        match sub_b.try_recv(Duration::from_millis(500)).await {
-            Some(v) if v[0] == "EVENT" => {
-                seen.insert(v[2]["id"].as_str().unwrap().to_string());
+}
+
+/// Live events for `sub` until every event of `stops` has arrived (those excluded); any other
+/// message fails.
+async fn live_until(c: &mut Conn, sub: &str, stops: &[&str]) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut left: HashSet<&str> = stops.iter().copied().collect();
+    while !left.is_empty() {
+        let v = c.recv_json().await;
+        assert!(v[0] == "EVENT" && v[1] == sub, "unexpected message while collecting live events: {v}");
+        let id = v[2]["id"].as_str().unwrap().to_string();
+        if !left.remove(id.as_str()) {
+            got.push(id);
+        }
+    }
+    got
+}
+
+/// The deterministic form of "no gap while the listener reconnects": A's LISTEN connection is
+/// terminated 20 times, each time after checking it is back and listening, while B accepts
+/// 2,000 events (half of each round in flight when the kill lands, half sent after the backend
+/// is gone) and A a few of its own in between (so each process's tail must skip its own rows
+/// amid the other's). Both subscribers must get every event exactly once, each process's events
+/// in arrival order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_terminated_20_times_under_load_misses_and_repeats_nothing() {
+    use sqlx::Connection as _;
+    const ROUNDS: usize = 20;
+    const PER_ROUND: usize = 100;
+    const PER_ROUND_ON_A: usize = 10;
+    let (db, a, b) = two_relays().await;
+    let name = db.pg.as_ref().unwrap().name.clone();
+    let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+    let filter = [json!({"#s": ["storm"]})];
+    let (mut sub_a, mut sub_b) = (a.connect().await, b.connect().await);
+    assert!(sub_a.req("live", &filter).await.is_empty());
+    assert!(sub_b.req("live", &filter).await.is_empty());
+    let (mut pub_a, mut pub_b) = (a.connect().await, b.connect().await);
+    let k = Keys::generate();
+
+    let mut killed = HashSet::new();
+    let (mut published_a, mut published_b) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let pid = listening_backend(&mut admin, &name, &a, &killed).await;
+        let events: Vec<Event> =
+            (0..PER_ROUND).map(|i| dephy(&k, &format!("storm {round}/{i}"), &[&["s", "storm"]], now())).collect();
+        let on_a: Vec<Event> =
+            (0..PER_ROUND_ON_A).map(|i| dephy(&k, &format!("on A {round}/{i}"), &[&["s", "storm"]], now())).collect();
+        let (in_flight, after) = events.split_at(PER_ROUND / 2);
+        for (i, e) in in_flight.iter().enumerate() {
+            pub_b.send_json(&json!(["EVENT", ev_json(e)])).await;
+            if let Some(e) = on_a.get(i) {
+                pub_a.send_json(&json!(["EVENT", ev_json(e)])).await;
             }
-            _ => {}
+        }
+        terminate_backend(&mut admin, pid).await;
+        killed.insert(pid);
+        for e in after {
+            pub_b.send_json(&json!(["EVENT", ev_json(e)])).await;
+        }
+        for (c, evs, out) in [(&mut pub_b, &events, &mut published_b), (&mut pub_a, &on_a, &mut published_a)] {
+            for e in evs {
+                let id = e.id.to_hex();
+                let v = c.recv_matching("OK", |v| v[0] == "OK" && v[1] == json!(id)).await;
+                assert_eq!((&v[2], &v[3]), (&json!(true), &json!("")), "round {round}: event refused: {v}");
+                out.push(id);
+            }
         }
     }
-    let missing: Vec<usize> = acked.iter().enumerate().filter(|(_, id)| !seen.contains(*id)).map(|(n, _)| n).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} events acknowledged by A after the database connection loss never reached B's live \
-         subscriber (indexes in publish order: {missing:?})",
-        missing.len(),
-        acked.len()
-    );
+    assert_eq!(killed.len(), ROUNDS);
+
+    // Each marker follows, in its process's order, everything that process accepted before it;
+    // once both arrived, any missed or repeated event would have shown up.
+    let marker_b = dephy(&k, "marker from B", &[&["s", "storm"]], now());
+    pub_b.publish_ok(&marker_b).await;
+    let marker_a = dephy(&k, "marker from A", &[&["s", "storm"]], now());
+    pub_a.publish_ok(&marker_a).await;
+    let markers = [marker_a.id.to_hex(), marker_b.id.to_hex()];
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    let got_a = live_until(&mut sub_a, "live", &markers).await;
+    let got_b = live_until(&mut sub_b, "live", &markers).await;
+
+    // The arrival order, from the database.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT encode(id, 'hex') FROM events ORDER BY seq").fetch_all(&mut conn).await.unwrap();
+    let in_order = |published: &[String]| -> Vec<String> {
+        let set: HashSet<&String> = published.iter().collect();
+        order.iter().filter(|id| set.contains(id)).cloned().collect()
+    };
+    let (order_a, order_b) = (in_order(&published_a), in_order(&published_b));
+    assert_eq!((order_a.len(), order_b.len()), (ROUNDS * PER_ROUND_ON_A, ROUNDS * PER_ROUND));
+
+    for (who, got) in [("A", &got_a), ("B", &got_b)] {
+        let mut count: HashMap<&String, usize> = HashMap::new();
+        for id in got.iter() {
+            *count.entry(id).or_default() += 1;
+        }
+        let missing = order_a.iter().chain(&order_b).filter(|id| !count.contains_key(id)).count();
+        let repeated = count.values().filter(|n| **n > 1).count();
+        assert_eq!(
+            (missing, repeated),
+            (0, 0),
+            "live subscriber on {who}: {missing} of {} events missing, {repeated} delivered more than once",
+            order_a.len() + order_b.len()
+        );
+        for (from, want) in [("A", &order_a), ("B", &order_b)] {
+            let set: HashSet<&String> = want.iter().collect();
+            let seen: Vec<&String> = got.iter().filter(|id| set.contains(id)).collect();
+            assert!(
+                seen.iter().copied().eq(want.iter()),
+                "live subscriber on {who}: events accepted by {from} not in arrival order"
+            );
+        }
+    }
+
+    // Every kill was noticed and recovered from by A.
+    let metrics = http_get(a.port, "/metrics", &[]).await.expect("http").text();
+    let reconnects: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("relay_pg_listener_reconnects_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(reconnects >= ROUNDS as f64, "A counted {reconnects} listener reconnects for {ROUNDS} terminations");
 }
 
 async fn publish_all(c: &mut Conn, evs: &[Event]) {

@@ -9,6 +9,7 @@
 pub mod log;
 mod migrations;
 mod ops;
+mod pg_live;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

@@ -3,28 +3,27 @@
 //! - Writers take a transaction-level advisory lock per batch, so arrival sequence numbers are
 //!   assigned and committed in one global order across processes.
 //! - After a batch, the writer `NOTIFY`s the range of sequence numbers it committed (and
-//!   ephemeral events, which are never stored); every process `LISTEN`s and fans out what the
-//!   others accepted to its own live subscribers.
+//!   ephemeral events, which are never stored), and records them as this process's own before
+//!   it commits; `pg_live` tails the table and fans out what the others accepted.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nostr::{Event, JsonUtil};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::ops::{self, WriteSql};
 use super::sql::{Built, Dialect};
 use super::{IndexedEvent, StoreError, StoredEvent, WriteOutcome};
 use crate::config::StoreConfig;
-use crate::fanout::Delivery;
 
 /// Advisory lock key serializing writers ("DePHY" in ASCII).
 const WRITE_LOCK: i64 = 0x0044_6550_4859;
 /// Session advisory lock held by the one process that signs log checkpoints.
 const CHECKPOINT_LOCK: i64 = WRITE_LOCK + 1;
-const STORED_CHANNEL: &str = "dephy_relay_stored";
-const EPHEMERAL_CHANNEL: &str = "dephy_relay_ephemeral";
+pub(super) const STORED_CHANNEL: &str = "dephy_relay_stored";
+pub(super) const EPHEMERAL_CHANNEL: &str = "dephy_relay_ephemeral";
 /// NOTIFY payloads must stay below 8000 bytes.
 const MAX_NOTIFY_PAYLOAD: usize = 7900;
 
@@ -32,28 +31,31 @@ const MAX_NOTIFY_PAYLOAD: usize = 7900;
 pub struct PgStore {
     pub(super) pool: PgPool,
     sql: Arc<WriteSql>,
-    url: String,
+    pub(super) url: String,
     /// Identifies this process in notifications, so it skips its own.
-    origin: u64,
+    pub(super) origin: u64,
+    /// Sequence numbers this process's writer is committing or has committed and dispatched
+    /// itself, which the cross-process tail (`pg_live`) has not passed yet.
+    pub(super) own: Arc<Mutex<BTreeSet<i64>>>,
     /// The connection that holds, or keeps trying for, [`CHECKPOINT_LOCK`].
     signer: Arc<tokio::sync::Mutex<Option<(sqlx::PgConnection, bool)>>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredNote {
-    o: u64,
-    first: i64,
-    last: i64,
+pub(super) struct StoredNote {
+    pub o: u64,
+    pub first: i64,
+    pub last: i64,
 }
 
 /// An ephemeral event for the other processes: inline (`e`) or in `ephemeral_outbox` (`x`).
 #[derive(Serialize, Deserialize)]
-struct EphemeralNote {
-    o: u64,
+pub(super) struct EphemeralNote {
+    pub o: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<Box<serde_json::value::RawValue>>,
+    pub e: Option<Box<serde_json::value::RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    x: Option<i64>,
+    pub x: Option<i64>,
 }
 
 impl PgStore {
@@ -74,6 +76,7 @@ impl PgStore {
             sql: Arc::new(WriteSql::new(Dialect::Postgres)),
             url: url.to_string(),
             origin: rand::random(),
+            own: Arc::default(),
             signer: Arc::default(),
         })
     }
@@ -82,15 +85,28 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
         let out = ops::write_all::<sqlx::Postgres>(&mut tx, &self.sql, batch).await?;
-        let seqs = out.iter().filter_map(|o| match o {
-            WriteOutcome::Stored { seq } => Some(*seq),
-            _ => None,
-        });
-        if let (Some(first), Some(last)) = (seqs.clone().min(), seqs.max()) {
+        let seqs: Vec<i64> = out
+            .iter()
+            .filter_map(|o| match o {
+                WriteOutcome::Stored { seq } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        if let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) {
             let note = serde_json::to_string(&StoredNote { o: self.origin, first, last }).expect("serializable");
             sqlx::query("SELECT pg_notify($1, $2)").bind(STORED_CHANNEL).bind(note).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        // Recorded before the commit makes them visible: the tail must never mistake them for
+        // another process's events (the writer dispatches them itself once this returns).
+        self.own.lock().expect("own seqs lock").extend(seqs.iter().copied());
+        if let Err(e) = tx.commit().await {
+            // Not dispatched by the writer: if the commit did happen after all, the tail delivers them.
+            let mut own = self.own.lock().expect("own seqs lock");
+            for seq in &seqs {
+                own.remove(seq);
+            }
+            return Err(e.into());
+        }
         Ok(out)
     }
 
@@ -145,81 +161,6 @@ impl PgStore {
         }
         sqlx::query("SELECT pg_notify($1, $2)").bind(EPHEMERAL_CHANNEL).bind(note).execute(&self.pool).await?;
         Ok(())
-    }
-
-    /// Listens for events accepted by other processes on this database and hands them to
-    /// `deliver` in commit order. Reconnects on error; returns when `deliver` is closed.
-    pub async fn listen(&self, deliver: tokio::sync::mpsc::Sender<Delivery>) {
-        loop {
-            if let Err(e) = self.listen_once(&deliver).await {
-                if deliver.is_closed() {
-                    return;
-                }
-                tracing::warn!(error = %e, "PostgreSQL listener failed; reconnecting in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            } else {
-                return;
-            }
-        }
-    }
-
-    async fn listen_once(&self, deliver: &tokio::sync::mpsc::Sender<Delivery>) -> Result<(), StoreError> {
-        let mut listener = PgListener::connect(&self.url).await?;
-        listener.listen_all([STORED_CHANNEL, EPHEMERAL_CHANNEL]).await?;
-        loop {
-            let note = listener.recv().await?;
-            let deliveries = match note.channel() {
-                STORED_CHANNEL => match serde_json::from_str::<StoredNote>(note.payload()) {
-                    Ok(n) if n.o != self.origin => self.range(n.first, n.last).await?,
-                    _ => continue,
-                },
-                _ => match serde_json::from_str::<EphemeralNote>(note.payload()) {
-                    Ok(n) if n.o != self.origin => {
-                        let raw = match (n.e, n.x) {
-                            (Some(e), _) => e.get().to_string(),
-                            (None, Some(id)) => {
-                                let row: Option<(String,)> =
-                                    sqlx::query_as("SELECT raw FROM ephemeral_outbox WHERE id = $1")
-                                        .bind(id)
-                                        .fetch_optional(&self.pool)
-                                        .await?;
-                                match row {
-                                    Some((raw,)) => raw,
-                                    None => continue,
-                                }
-                            }
-                            (None, None) => continue,
-                        };
-                        match Event::from_json(&raw) {
-                            Ok(ev) => vec![Delivery::new(None, Arc::new(ev), raw.into())],
-                            Err(_) => continue,
-                        }
-                    }
-                    _ => continue,
-                },
-            };
-            for d in deliveries {
-                if deliver.send(d).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    async fn range(&self, first: i64, last: i64) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT seq, raw FROM events WHERE seq BETWEEN $1 AND $2 ORDER BY seq")
-                .bind(first)
-                .bind(last)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(seq, raw)| {
-                let ev = Event::from_json(&raw).ok()?;
-                Some(Delivery::new(Some(seq), Arc::new(ev), raw.into()))
-            })
-            .collect())
     }
 
     pub async fn fetch_events(&self, built: Built) -> Result<Vec<StoredEvent>, StoreError> {
