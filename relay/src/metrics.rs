@@ -9,6 +9,7 @@ pub const EVENTS_STORED: &str = "relay_events_stored_total";
 pub const EVENTS_REJECTED: &str = "relay_events_rejected_total";
 pub const EVENTS_DELIVERED: &str = "relay_events_delivered_total";
 pub const SLOW_READERS: &str = "relay_slow_readers_disconnected_total";
+pub const OUTPUT_BYTES: &str = "relay_output_queued_bytes";
 pub const QUERY_SECONDS: &str = "relay_query_seconds";
 pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
@@ -33,7 +34,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EVENTS_STORED, "Events committed to the database");
     metrics::describe_counter!(EVENTS_REJECTED, "Events answered OK false, by reason prefix");
     metrics::describe_counter!(EVENTS_DELIVERED, "Live events queued to subscribers");
-    metrics::describe_counter!(SLOW_READERS, "Connections dropped because their outbound queue was full");
+    metrics::describe_counter!(
+        SLOW_READERS,
+        "Connections closed for not reading their output, by reason (queue_full, connection_budget, total_budget, write_timeout)"
+    );
+    metrics::describe_gauge!(
+        OUTPUT_BYTES,
+        "Bytes queued for clients over all connections (live queues and stored batches)"
+    );
     metrics::describe_histogram!(QUERY_SECONDS, "REQ query latency until EOSE, seconds");
     metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
