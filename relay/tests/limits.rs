@@ -26,6 +26,7 @@ backend_tests!(
     connection_output_budget_closes_slow_reader,
     total_output_budget_closes_largest_first,
     big_req_streams_distinct_events_in_order_then_live,
+    blocked_write_times_out,
 );
 
 const SHAPE_CONFIG: &str = r#"
@@ -574,6 +575,39 @@ async fn big_req_streams_distinct_events_in_order_then_live(backend: Backend) {
     }
     assert_eq!(sorted(live_got), sorted(hex_ids(&live.iter().collect::<Vec<_>>())));
     reader.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// A client that sends a REQ with a large stored result and never reads is closed once a write
+/// stays blocked for `write_timeout_secs`, and told why.
+async fn blocked_write_times_out(backend: Backend) {
+    let cfg = format!("{BUDGET_CONFIG}write_timeout_secs = 1\n");
+    let (_db, relay) = Relay::start(backend, &cfg).await;
+    let mut publ = relay.connect().await;
+    let k = Keys::generate();
+    let payload = "p".repeat(60_000);
+    const N: usize = 60;
+    let evs: Vec<Event> = (0..N).map(|i| sign(&k, DEPHY_KIND, &format!("{i}:{payload}"), &[], None)).collect();
+    for chunk in evs.chunks(4) {
+        for (ok, m) in publ.publish_pipelined(chunk).await {
+            assert!(ok, "{m}");
+        }
+    }
+    let mut slow = slow_conn(relay.port).await;
+    slow.send_json(&json!(["REQ", "all", {"kinds": [DEPHY_KIND], "limit": N}])).await;
+    let port = relay.port;
+    let kicked = eventually(Duration::from_secs(30), || async move {
+        metric(port, "relay_slow_readers_disconnected_total", "write_timeout").await >= 1.0
+    })
+    .await;
+    assert!(kicked, "no write_timeout close for a client that never reads 3.6 MB of results");
+    let (received, notices) = read_to_end(&mut slow).await;
+    assert!(slow.closed, "the blocked connection was not closed");
+    assert!(received < N, "it received all {N} events");
+    assert!(
+        notices.iter().any(|n| n.contains("slow reader: a write was blocked for more than 1 s")),
+        "no NOTICE with the reason: {notices:?}"
+    );
+    publ.publish_ok(&sign(&k, DEPHY_KIND, "after", &[], None)).await;
 }
 
 #[allow(dead_code)]
