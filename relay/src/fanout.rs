@@ -110,16 +110,13 @@ impl Subscriber {
 /// it for what it dispatches, which covers other processes on the same PostgreSQL (their
 /// sequences commit in order under the advisory lock).
 ///
-/// A REQ splits its events exactly between stored and live with this mark, without a set of
-/// what it sent: it sets its filters, registers (taking the registry write lock), THEN reads
-/// `visible`; its stored query returns only `seq <= visible` and live copies with
-/// `seq <= visible` are skipped. Exact because the fan-out stage raises the mark for a
-/// delivery before it releases the registry read lock under which it offered it:
-/// - offered after the REQ registered: delivered live; if `seq <= visible` (the writer raised
-///   the mark first) the stored query has it and the live copy is skipped, else only live;
-/// - offered before: that offer's read lock was released before the REQ's write lock was
-///   taken, so the mark was already raised to `seq`: `seq <= visible` and the (committed)
-///   event is in the stored result.
+/// A REQ sets its filters, registers (taking the registry write lock), THEN reads the mark as
+/// `visible`; live copies at or below it are skipped (its stored query, which is not bounded
+/// by the mark, has them or left them out by `limit`). The fan-out stage raises the mark for a
+/// delivery before it releases the registry read lock under which it offered it, so an event
+/// offered before the REQ registered is always at or below `visible`: the mark never lags
+/// behind what this process has dispatched. (Bounding the stored query by the mark instead
+/// would drop another process's acknowledged event on PostgreSQL until its NOTIFY arrives.)
 #[derive(Clone, Default)]
 pub struct CommittedSeq(Arc<AtomicI64>);
 

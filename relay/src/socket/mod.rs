@@ -50,13 +50,22 @@ struct Connection {
     authed: HashSet<PublicKey>,
     id: u64,
     subscriber: Arc<Subscriber>,
-    /// Per subscription: the committed mark its stored query covered (every event at or below
-    /// it was in the stored result or left out by `limit`), so live copies are skipped.
-    dedup: HashMap<Arc<str>, i64>,
+    /// Per subscription: what the stored query already covered, so it is not sent live again.
+    dedup: HashMap<Arc<str>, Covered>,
     /// Subscriptions opened with the `after_seq` cursor: their EVENTs carry the sequence.
     cursors: HashSet<Arc<str>>,
     pending: FuturesUnordered<PendingAck>,
     write_timeout: Duration,
+}
+
+/// The stored events a subscription's query covered, whose live copies are skipped.
+struct Covered {
+    /// Every event with a sequence at or below this was committed before the query ran: it
+    /// was either among the results or left out by the filter's `limit`.
+    upto: i64,
+    /// Results committed after `upto` was read, which may still arrive live: only what was
+    /// committed while the query ran (8 bytes each), not the whole result.
+    returned: HashSet<i64>,
 }
 
 /// Why a write failed.
@@ -215,8 +224,8 @@ impl Connection {
 
     async fn forward(&mut self, sink: &mut Sink, msg: Outbound) -> Result<(), WriteError> {
         let Outbound::Event { sub, seq, json } = msg;
-        if let (Some(seq), Some(upto)) = (seq, self.dedup.get(&sub))
-            && seq <= *upto
+        if let (Some(seq), Some(covered)) = (seq, self.dedup.get_mut(&sub))
+            && (seq <= covered.upto || covered.returned.remove(&seq))
         {
             return Ok(());
         }
@@ -324,9 +333,10 @@ impl Connection {
             let msg = format!("blocked: too many open subscriptions (max {max}); CLOSE one first");
             return send(self.write_timeout, sink, out::closed(&sub, &msg)).await;
         }
-        // Register, THEN read the committed mark: the stored query returns what is at or below
-        // it, live copies of those are skipped, and everything above arrives live (exact; the
-        // argument is on `fanout::CommittedSeq`).
+        // Register, THEN read the committed mark (see `fanout::CommittedSeq`): live copies at or
+        // below it are skipped, as are those of results committed later. The stored query is
+        // not bounded by the mark: on PostgreSQL another process's event is committed (and
+        // acknowledged) before this process's mark reaches it, and a REQ must still see it.
         let filters: Arc<[Filter]> = filters.into();
         self.subscriber.set(sub.clone(), filters.clone());
         self.state.fanout.register(self.id, &self.subscriber);
@@ -334,7 +344,8 @@ impl Connection {
 
         let limits = &self.state.cfg.limits;
         let started = Instant::now();
-        let mut results = ResultStream::new(&filters, limits.default_limit, limits.max_limit, after_seq, visible);
+        let mut results = ResultStream::new(&filters, limits.default_limit, limits.max_limit, after_seq, i64::MAX);
+        let mut returned = HashSet::new();
         let budget = self.state.fanout.budget();
         loop {
             let batch = match results.next_batch(&self.state.store, BATCH_BYTES).await {
@@ -355,6 +366,7 @@ impl Connection {
             }
             // The batch is charged while it is written: a client that does not read holds it.
             let bytes: usize = batch.iter().map(|e| e.json.len()).sum();
+            returned.extend(batch.iter().map(|e| e.seq).filter(|seq| *seq > visible));
             budget.charge_page(&self.subscriber.usage, bytes);
             let wt = self.write_timeout;
             let written = async {
@@ -380,7 +392,7 @@ impl Connection {
         if after_seq.is_some() {
             self.cursors.insert(sub.clone());
         }
-        self.dedup.insert(sub.clone(), visible);
+        self.dedup.insert(sub.clone(), Covered { upto: visible, returned });
         send(self.write_timeout, sink, out::eose(&sub)).await
     }
 
