@@ -112,8 +112,16 @@ pub struct LimitsConfig {
     pub events_per_sec_per_pubkey: u32,
     /// REQ and COUNT messages per second from one IP.
     pub reqs_per_sec_per_ip: u32,
-    /// Messages queued to one connection before it is considered a slow reader and dropped.
+    /// Messages queued to one connection before it is considered a slow reader and dropped
+    /// (a cap on message count; the byte budgets below bound the memory).
     pub outbound_queue: usize,
+    /// Bytes one connection may hold on the way to its client: queued live events plus the
+    /// stored batch being written. A live queue over it closes the connection (slow reader).
+    pub max_output_bytes_per_connection: usize,
+    /// Bytes all connections together may hold; past it, the largest holders are closed first.
+    pub max_output_bytes_total: usize,
+    /// A write to a client blocked longer than this closes the connection (slow reader).
+    pub write_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -132,11 +140,14 @@ impl Default for LimitsConfig {
             default_limit: 500,
             max_subid_length: 64,
             max_connections: 20_000,
-            max_connections_per_ip: 15_000,
+            max_connections_per_ip: 256,
             events_per_sec_per_ip: 20_000,
             events_per_sec_per_pubkey: 10_000,
             reqs_per_sec_per_ip: 20_000,
             outbound_queue: 4096,
+            max_output_bytes_per_connection: 4 * 1024 * 1024,
+            max_output_bytes_total: 256 * 1024 * 1024,
+            write_timeout_secs: 30,
         }
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! One task receives [`Delivery`]s in commit order from the writer (and, on PostgreSQL, from
 //! other relay processes via LISTEN/NOTIFY), matches them against every registered
-//! connection's filters and puts them on that connection's bounded outbound queue. A
-//! connection whose queue is full is a slow reader: it is told to disconnect, so it can never
-//! stall the relay or other subscribers.
+//! connection's filters and puts them on that connection's outbound queue, charging the
+//! bytes to the connection's output budget ([`crate::budget`]). A connection whose queue is
+//! full (messages) or over its byte budget is a slow reader: it is told to disconnect, so it
+//! can never stall the relay or other subscribers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -13,8 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use nostr::filter::MatchEventOptions;
 use nostr::{Event, Filter};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budget, Usage};
 use crate::metrics as m;
 
 /// An event on its way to subscribers; `seq` is `None` for ephemeral events.
@@ -38,12 +39,25 @@ pub enum Outbound {
     Event { sub: Arc<str>, seq: Option<i64>, json: Arc<str> },
 }
 
+impl Outbound {
+    /// What the message is charged to the output budget: about its frame's length.
+    pub fn cost(&self) -> usize {
+        let Outbound::Event { sub, json, .. } = self;
+        cost(sub, json)
+    }
+}
+
+fn cost(sub: &str, json: &str) -> usize {
+    json.len() + sub.len() + 32
+}
+
 /// One connection's live subscriptions and its outbound queue.
 pub struct Subscriber {
     tx: mpsc::Sender<Outbound>,
     subs: Mutex<HashMap<Arc<str>, Arc<[Filter]>>>,
-    /// Cancelled when the connection must be dropped (slow reader).
-    pub kicked: CancellationToken,
+    budget: Arc<Budget>,
+    /// The connection's output bytes; its token is cancelled when it must be dropped.
+    pub usage: Arc<Usage>,
 }
 
 impl Subscriber {
@@ -67,15 +81,23 @@ impl Subscriber {
         let subs = self.subs.lock().expect("subs lock");
         for (sub, filters) in subs.iter() {
             if filters.iter().any(|f| f.match_event(&d.event, MatchEventOptions::new())) {
+                if self.usage.is_closing() {
+                    return;
+                }
+                let n = cost(sub, &d.json);
+                // Charged before it is queued, so the socket task never releases more than was charged.
+                self.budget.charge_live(&self.usage, n);
                 let msg = Outbound::Event { sub: sub.clone(), seq: d.seq, json: d.json.clone() };
                 match self.tx.try_send(msg) {
                     Ok(()) => metrics::counter!(m::EVENTS_DELIVERED).increment(1),
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        metrics::counter!(m::SLOW_READERS).increment(1);
-                        self.kicked.cancel();
+                    Err(e) => {
+                        self.budget.release_live(&self.usage, n);
+                        if let mpsc::error::TrySendError::Full(_) = e {
+                            let reason = "slow reader: outbound queue full".to_string();
+                            self.budget.kick(&self.usage, reason, "queue_full");
+                        }
                         return;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
         }
@@ -87,6 +109,14 @@ impl Subscriber {
 /// `OK`, so a `REQ` sent after an `OK` sees that event's sequence here; the fan-out stage raises
 /// it for what it dispatches, which covers other processes on the same PostgreSQL (their
 /// sequences commit in order under the advisory lock).
+///
+/// A REQ sets its filters, registers (taking the registry write lock), THEN reads the mark as
+/// `visible`; live copies at or below it are skipped (its stored query, which is not bounded
+/// by the mark, has them or left them out by `limit`). The fan-out stage raises the mark for a
+/// delivery before it releases the registry read lock under which it offered it, so an event
+/// offered before the REQ registered is always at or below `visible`: the mark never lags
+/// behind what this process has dispatched. (Bounding the stored query by the mark instead
+/// would drop another process's acknowledged event on PostgreSQL until its NOTIFY arrives.)
 #[derive(Clone, Default)]
 pub struct CommittedSeq(Arc<AtomicI64>);
 
@@ -106,6 +136,7 @@ pub struct Fanout {
     registry: Arc<RwLock<HashMap<u64, Arc<Subscriber>>>>,
     next_id: Arc<AtomicU64>,
     committed: CommittedSeq,
+    budget: Arc<Budget>,
 }
 
 impl Fanout {
@@ -113,6 +144,16 @@ impl Fanout {
         let f = Self::default();
         f.committed.raise(last_seq);
         f
+    }
+
+    /// Charges connections' output to `budget` (default: unlimited).
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Arc::new(budget);
+        self
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The committed high-water mark (raised by the writer and by this stage).
@@ -123,18 +164,23 @@ impl Fanout {
     /// Creates a subscriber with an outbound queue of `capacity` messages.
     pub fn subscriber(&self, capacity: usize) -> (u64, Arc<Subscriber>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let sub = Arc::new(Subscriber { tx, subs: Mutex::default(), kicked: CancellationToken::new() });
-        (self.next_id.fetch_add(1, Ordering::Relaxed), sub, rx)
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let usage = self.budget.open(id);
+        let sub = Arc::new(Subscriber { tx, subs: Mutex::default(), budget: self.budget.clone(), usage });
+        (id, sub, rx)
     }
 
     /// Makes a subscriber visible to the fan-out (idempotent). Connections register on their
-    /// first REQ, so idle connections cost the fan-out nothing.
+    /// first REQ, so idle connections cost the fan-out nothing. Always takes the write lock:
+    /// a REQ relies on it as a barrier against an offer in progress (see [`CommittedSeq`]).
     pub fn register(&self, id: u64, sub: &Arc<Subscriber>) {
         self.registry.write().expect("registry lock").entry(id).or_insert_with(|| sub.clone());
     }
 
+    /// Removes a connection (also from the output budget, releasing what it held).
     pub fn unregister(&self, id: u64) {
         self.registry.write().expect("registry lock").remove(&id);
+        self.budget.close(id);
     }
 
     /// The stage loop: runs until every sender of `rx` is dropped.
@@ -145,9 +191,10 @@ impl Fanout {
                 for sub in registry.values() {
                     sub.offer(&d);
                 }
-            }
-            if let Some(seq) = d.seq {
-                self.committed.raise(seq);
+                // Before the lock is released: see `CommittedSeq` for why.
+                if let Some(seq) = d.seq {
+                    self.committed.raise(seq);
+                }
             }
         }
     }

@@ -21,6 +21,7 @@
 pub mod anchor;
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,7 @@ pub const EVENTS_STORED: &str = "relay_events_stored_total";
 pub const EVENTS_REJECTED: &str = "relay_events_rejected_total";
 pub const EVENTS_DELIVERED: &str = "relay_events_delivered_total";
 pub const SLOW_READERS: &str = "relay_slow_readers_disconnected_total";
+pub const OUTPUT_BYTES: &str = "relay_output_queued_bytes";
 pub const QUERY_SECONDS: &str = "relay_query_seconds";
 pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
@@ -35,7 +36,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EVENTS_STORED, "Events committed to the database");
     metrics::describe_counter!(EVENTS_REJECTED, "Events answered OK false, by reason prefix");
     metrics::describe_counter!(EVENTS_DELIVERED, "Live events queued to subscribers");
-    metrics::describe_counter!(SLOW_READERS, "Connections dropped because their outbound queue was full");
+    metrics::describe_counter!(
+        SLOW_READERS,
+        "Connections closed for not reading their output, by reason (queue_full, connection_budget, total_budget, write_timeout)"
+    );
+    metrics::describe_gauge!(
+        OUTPUT_BYTES,
+        "Bytes queued for clients over all connections (live queues and stored batches)"
+    );
     metrics::describe_histogram!(QUERY_SECONDS, "REQ query latency until EOSE, seconds");
     metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
@@ -51,6 +59,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 pub const REJECT_REASONS: &[&str] =
     &["invalid", "blocked", "rate-limited", "duplicate", "auth-required", "restricted", "error"];
 
+/// Why a connection was closed for not reading its output: the `reason` label values of
+/// [`SLOW_READERS`].
+pub const SLOW_READER_REASONS: &[&str] = &["queue_full", "connection_budget", "total_budget", "write_timeout"];
+
 /// Creates every series with a zero value, so `/metrics` lists them all from start.
 fn register_all() {
     for name in [
@@ -58,7 +70,6 @@ fn register_all() {
         EVENTS_RECEIVED,
         EVENTS_STORED,
         EVENTS_DELIVERED,
-        SLOW_READERS,
         EXPIRED_PURGED,
         EVENTS_RECEIVED_FROM_PEERS,
         MIRROR_DROPPED,
@@ -70,7 +81,11 @@ fn register_all() {
     for reason in REJECT_REASONS {
         metrics::counter!(EVENTS_REJECTED, "reason" => *reason).absolute(0);
     }
+    for reason in SLOW_READER_REASONS {
+        metrics::counter!(SLOW_READERS, "reason" => *reason).absolute(0);
+    }
     metrics::gauge!(CONNECTIONS).set(0.0);
+    metrics::gauge!(OUTPUT_BYTES).set(0.0);
     for name in [QUERY_SECONDS, WRITE_BATCH_SIZE] {
         // A registered histogram renders its (empty) buckets, `_sum` and `_count`.
         let _ = metrics::histogram!(name);

@@ -63,7 +63,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
 
     let start_seq = store.last_seq().await?;
-    let fanout = Fanout::new(start_seq);
+    let fanout = Fanout::new(start_seq).with_budget(crate::budget::Budget::new(
+        cfg.limits.max_output_bytes_per_connection,
+        cfg.limits.max_output_bytes_total,
+    ));
     let (fanout_tx, fanout_rx) = tokio::sync::mpsc::channel(8192);
     let fanout_task = tokio::spawn(fanout.clone().run(fanout_rx));
     let (mirror, outgoing) = match &cfg.bridge {

@@ -23,6 +23,10 @@ backend_tests!(
     max_connections_total,
     slow_reader_disconnected,
     large_stored_result_with_small_outbound_queue,
+    connection_output_budget_closes_slow_reader,
+    total_output_budget_closes_largest_first,
+    big_req_streams_distinct_events_in_order_then_live,
+    blocked_write_times_out,
 );
 
 const SHAPE_CONFIG: &str = r#"
@@ -410,6 +414,200 @@ async fn large_stored_result_with_small_outbound_queue(backend: Backend) {
     assert!(r.closed.is_none());
     assert_eq!(r.events.len(), 300);
     assert!(!reader.closed);
+}
+
+const BUDGET_CONFIG: &str = r#"
+[limits]
+outbound_queue = 100000
+max_content_bytes = 100000
+max_event_bytes = 200000
+max_message_bytes = 300000
+"#;
+
+/// The value of a counter (summed over the label set matching `label`) on `/metrics`.
+async fn metric(port: u16, name: &str, label: &str) -> f64 {
+    let text = http_get(port, "/metrics", &[]).await.map(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Publishes `n` ephemeral events of ~60 KB of `kind`.
+async fn flood(publ: &mut Conn, k: &Keys, kind: u16, n: usize) {
+    let payload = "p".repeat(60_000);
+    let events: Vec<Event> = (0..n).map(|i| sign(k, kind, &format!("{i}:{payload}"), &[], None)).collect();
+    for chunk in events.chunks(4) {
+        for (ok, m) in publ.publish_pipelined(chunk).await {
+            assert!(ok, "flood event refused: {m:?}");
+        }
+    }
+}
+
+/// Reads a connection to its end; returns (EVENTs received, NOTICE texts, closed).
+async fn read_to_end(c: &mut Conn) -> (usize, Vec<String>) {
+    let (mut events, mut notices) = (0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(v) = c.try_recv(Duration::from_secs(10)).await {
+        match v[0].as_str() {
+            Some("EVENT") => events += 1,
+            Some("NOTICE") => notices.push(v[1].as_str().unwrap_or("").to_string()),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "still being fed after 60 s");
+    }
+    (events, notices)
+}
+
+/// A connection that does not read while its live queue grows past
+/// `max_output_bytes_per_connection` is closed, and says why (NOTICE before the close).
+async fn connection_output_budget_closes_slow_reader(backend: Backend) {
+    let cfg = format!("{BUDGET_CONFIG}max_output_bytes_per_connection = 1000000\n");
+    let (_db, relay) = Relay::start(backend, &cfg).await;
+    let mut slow = slow_conn(relay.port).await;
+    assert!(slow.req("flood", &[json!({"kinds": [20574]})]).await.is_empty());
+    let mut publ = relay.connect().await;
+    let k = Keys::generate();
+    const N: usize = 200;
+    let port = relay.port;
+    let mut sent = 0;
+    while sent < N && metric(port, "relay_slow_readers_disconnected_total", "connection_budget").await < 1.0 {
+        flood(&mut publ, &k, 20574, 10).await;
+        sent += 10;
+    }
+    let kicked = eventually(Duration::from_secs(10), || async move {
+        metric(port, "relay_slow_readers_disconnected_total", "connection_budget").await >= 1.0
+    })
+    .await;
+    assert!(kicked, "no connection_budget close after {sent} events of 60 KB to a non-reading client");
+    let (received, notices) = read_to_end(&mut slow).await;
+    assert!(slow.closed, "the slow reader was not closed");
+    assert!(received < sent, "it received all {sent} events");
+    assert!(
+        notices.iter().any(|n| n.contains("slow reader: more than 1000000 bytes")),
+        "no NOTICE with the reason: {notices:?}"
+    );
+    // The relay and the publisher are fine.
+    publ.publish_ok(&sign(&k, DEPHY_KIND, "after", &[], None)).await;
+}
+
+/// Past `max_output_bytes_total`, the connection holding the most output is closed first;
+/// smaller holders keep their connection and every event.
+async fn total_output_budget_closes_largest_first(backend: Backend) {
+    let cfg = format!("{BUDGET_CONFIG}max_output_bytes_total = 2000000\n");
+    let (_db, relay) = Relay::start(backend, &cfg).await;
+    let mut small = slow_conn(relay.port).await;
+    assert!(small.req("s", &[json!({"kinds": [20581]})]).await.is_empty());
+    let mut mid = slow_conn(relay.port).await;
+    assert!(mid.req("m", &[json!({"kinds": [20582]})]).await.is_empty());
+    let mut big = slow_conn(relay.port).await;
+    assert!(big.req("b", &[json!({"kinds": [20583]})]).await.is_empty());
+    let mut publ = relay.connect().await;
+    let k = Keys::generate();
+    // small holds at most ~300 KB and mid ~600 KB: when the total passes 2 MB, big holds the most.
+    flood(&mut publ, &k, 20581, 5).await;
+    flood(&mut publ, &k, 20582, 10).await;
+    let port = relay.port;
+    let mut sent = 0;
+    while sent < 300 && metric(port, "relay_slow_readers_disconnected_total", "total_budget").await < 1.0 {
+        flood(&mut publ, &k, 20583, 10).await;
+        sent += 10;
+    }
+    let kicked = eventually(Duration::from_secs(10), || async move {
+        metric(port, "relay_slow_readers_disconnected_total", "total_budget").await >= 1.0
+    })
+    .await;
+    assert!(kicked, "no total_budget close after {sent} events of 60 KB to a non-reading client");
+    let (_, notices) = read_to_end(&mut big).await;
+    assert!(big.closed, "the largest holder was not closed");
+    assert!(
+        notices.iter().any(|n| n.contains("relay output budget exhausted: your connection held the most")),
+        "no NOTICE with the reason: {notices:?}"
+    );
+    assert_eq!(metric(port, "relay_slow_readers_disconnected_total", "total_budget").await, 1.0, "only big closed");
+    for (c, n, sub) in [(&mut small, 5, "s"), (&mut mid, 10, "m")] {
+        for _ in 0..n {
+            let v = c.next_event(sub).await;
+            assert_eq!(v["kind"], json!(if sub == "s" { 20581 } else { 20582 }));
+        }
+        assert!(c.req("after", &[json!({"kinds": [1]})]).await.is_empty(), "{sub} still served");
+        assert!(!c.closed);
+    }
+}
+
+/// A REQ whose result is far larger than the batch size (300 events of 50 KB, two overlapping
+/// filters) streams every distinct event once, in NIP-01 order; events published while it
+/// streams arrive live after EOSE, once each.
+async fn big_req_streams_distinct_events_in_order_then_live(backend: Backend) {
+    let (_db, relay) = Relay::start(backend, "").await;
+    let mut publ = relay.connect().await;
+    let k = Keys::generate();
+    let t0 = now() - 10_000;
+    let payload = "x".repeat(50_000);
+    let evs: Vec<Event> =
+        (0..300u64).map(|i| dephy(&k, &format!("{i}:{payload}"), &[&["s", "big"]], t0 + i / 2)).collect();
+    for chunk in evs.chunks(10) {
+        for (ok, m) in publ.publish_pipelined(chunk).await {
+            assert!(ok, "{m}");
+        }
+    }
+    // f1: the newest 200 (i >= 100); f2: i < 150 (created_at <= t0 + 74), newest 100 (i >= 50).
+    let filters = [json!({"#s": ["big"], "limit": 200}), json!({"authors": [pk(&k)], "until": t0 + 74, "limit": 100})];
+    let want: Vec<&Event> = evs[50..].iter().collect();
+    let want = expected_order(&want);
+    let mut reader = relay.connect().await;
+    reader.send_json(&json!(["REQ", "big", filters[0], filters[1]])).await;
+    let first = reader.next_event("big").await;
+    // Published while the stored result streams: live, after EOSE.
+    let live: Vec<Event> = (0..3).map(|i| dephy(&k, &format!("live {i}"), &[&["s", "big"]], now())).collect();
+    for e in &live {
+        publ.publish_ok(e).await;
+    }
+    let mut got = vec![first["id"].as_str().unwrap().to_string()];
+    let rest = reader.collect_until_eose("big").await;
+    assert!(rest.closed.is_none(), "CLOSED {:?}", rest.closed);
+    got.extend(rest.events.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+    assert_eq!(got.len(), want.len(), "250 distinct events");
+    assert_eq!(got, want, "every distinct event once, newest first, ties by id");
+    let mut live_got = Vec::new();
+    for _ in 0..3 {
+        live_got.push(reader.next_event("big").await["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(sorted(live_got), sorted(hex_ids(&live.iter().collect::<Vec<_>>())));
+    reader.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// A client that sends a REQ with a large stored result and never reads is closed once a write
+/// stays blocked for `write_timeout_secs`, and told why.
+async fn blocked_write_times_out(backend: Backend) {
+    let cfg = format!("{BUDGET_CONFIG}write_timeout_secs = 1\n");
+    let (_db, relay) = Relay::start(backend, &cfg).await;
+    let mut publ = relay.connect().await;
+    let k = Keys::generate();
+    let payload = "p".repeat(60_000);
+    const N: usize = 60;
+    let evs: Vec<Event> = (0..N).map(|i| sign(&k, DEPHY_KIND, &format!("{i}:{payload}"), &[], None)).collect();
+    for chunk in evs.chunks(4) {
+        for (ok, m) in publ.publish_pipelined(chunk).await {
+            assert!(ok, "{m}");
+        }
+    }
+    let mut slow = slow_conn(relay.port).await;
+    slow.send_json(&json!(["REQ", "all", {"kinds": [DEPHY_KIND], "limit": N}])).await;
+    let port = relay.port;
+    let kicked = eventually(Duration::from_secs(30), || async move {
+        metric(port, "relay_slow_readers_disconnected_total", "write_timeout").await >= 1.0
+    })
+    .await;
+    assert!(kicked, "no write_timeout close for a client that never reads 3.6 MB of results");
+    let (received, notices) = read_to_end(&mut slow).await;
+    assert!(slow.closed, "the blocked connection was not closed");
+    assert!(received < N, "it received all {N} events");
+    assert!(
+        notices.iter().any(|n| n.contains("slow reader: a write was blocked for more than 1 s")),
+        "no NOTICE with the reason: {notices:?}"
+    );
+    publ.publish_ok(&sign(&k, DEPHY_KIND, "after", &[], None)).await;
 }
 
 #[allow(dead_code)]

@@ -2,10 +2,17 @@
 //!
 //! The task reads client messages, parses them (`protocol`), and dispatches: EVENT to
 //! `ingest`, REQ/COUNT to the store, CLOSE and AUTH locally. It writes replies, stored
-//! results and live events (from its bounded outbound queue, filled by `fanout`). OKs for
-//! events waiting on the group commit are collected without blocking the read loop, so a
-//! client may pipeline many EVENTs.
+//! results and live events (from its outbound queue, filled by `fanout`). OKs for events
+//! waiting on the group commit are collected without blocking the read loop, so a client may
+//! pipeline many EVENTs.
+//!
+//! Memory is bounded by bytes ([`crate::budget`]): stored results are streamed in batches of
+//! about [`BATCH_BYTES`] (never held whole), each batch charged to the connection while it is
+//! written; live events are charged while queued. A write blocked longer than
+//! `write_timeout_secs`, or a budget overrun, closes the connection with a NOTICE and a close
+//! frame saying why.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,12 +29,15 @@ use crate::limits::ConnectionSlot;
 use crate::metrics as m;
 use crate::protocol::{self, ClientMessage, ParseError, out};
 use crate::server::AppState;
+use crate::store::stream::ResultStream;
 use crate::store::writer::WriteResult;
 
 /// How long a closing connection may take to send its pending OKs and close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection blocked on a write gets after shutdown or a slow-reader kick.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// JSON bytes of stored results read and written per batch (at least one event).
+const BATCH_BYTES: usize = 64 * 1024;
 
 type Sink = SplitSink<WebSocket, Message>;
 type PendingAck = std::pin::Pin<Box<dyn Future<Output = (EventId, WriteResult)> + Send>>;
@@ -45,6 +55,7 @@ struct Connection {
     /// Subscriptions opened with the `after_seq` cursor: their EVENTs carry the sequence.
     cursors: HashSet<Arc<str>>,
     pending: FuturesUnordered<PendingAck>,
+    write_timeout: Duration,
 }
 
 /// The stored events a subscription's query covered, whose live copies are skipped.
@@ -52,9 +63,27 @@ struct Covered {
     /// Every event with a sequence at or below this was committed before the query ran: it
     /// was either among the results or left out by the filter's `limit`.
     upto: i64,
-    /// Results committed after `upto` was read, which may still arrive live.
+    /// Results committed after `upto` was read, which may still arrive live: only what was
+    /// committed while the query ran (8 bytes each), not the whole result.
     returned: HashSet<i64>,
 }
+
+/// Why a write failed.
+#[derive(Debug)]
+enum WriteError {
+    /// The connection is gone.
+    Closed,
+    /// The client did not take the data within `write_timeout_secs`.
+    Blocked,
+}
+
+impl From<axum::Error> for WriteError {
+    fn from(_: axum::Error) -> Self {
+        WriteError::Closed
+    }
+}
+
+type Close = Option<(u16, Cow<'static, str>)>;
 
 /// Serves one upgraded connection until either side closes it.
 pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Option<String>, slot: ConnectionSlot) {
@@ -70,27 +99,39 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Op
         dedup: HashMap::new(),
         cursors: HashSet::new(),
         pending: FuturesUnordered::new(),
+        write_timeout: Duration::from_secs(state.cfg.limits.write_timeout_secs.max(1)),
     };
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut sink, mut stream) = socket.split();
     // A write to a client that does not read blocks the loop; shutdown and the slow-reader
     // kick must still end the connection, after a short grace.
-    let (shutdown, kicked) = (state.shutdown.clone(), conn.subscriber.kicked.clone());
+    let (shutdown, usage) = (state.shutdown.clone(), conn.subscriber.usage.clone());
     let stop = async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = kicked.cancelled() => {}
+            _ = usage.kicked.cancelled() => {}
         }
         tokio::time::sleep(STOP_GRACE).await;
+        match usage.reason() {
+            Some(reason) => (1008, Cow::Owned(reason)),
+            None => (1001, Cow::Borrowed("relay shutting down")),
+        }
     };
     let close = tokio::select! {
         close = conn.run(&mut sink, &mut stream, &mut outbound) => close,
-        _ = stop => Some((1001, "closing: the client is not reading")),
+        close = stop => Some(close),
     };
+    if let Some((1008, reason)) = &close {
+        tracing::info!(ip = %ip, %reason, "closing connection");
+    }
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
         conn.drain(&mut sink).await;
         if let Some((code, reason)) = close {
-            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+            // Budget and slow-reader closes say why in a NOTICE too (clients rarely show close reasons).
+            if code == 1008 {
+                let _ = sink.send(Message::Text(out::notice(&format!("error: {reason}")).into())).await;
+            }
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.into_owned()) };
             let _ = sink.send(Message::Close(Some(frame))).await;
         }
         let _ = sink.close().await;
@@ -108,19 +149,35 @@ impl Connection {
         sink: &mut Sink,
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
         outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
-    ) -> Option<(u16, &'static str)> {
-        if send(sink, out::auth(&self.challenge)).await.is_err() {
-            return None;
+    ) -> Close {
+        match self.serve_loop(sink, stream, outbound).await {
+            Ok(close) => close,
+            Err(WriteError::Closed) => None,
+            Err(WriteError::Blocked) => {
+                let reason =
+                    format!("slow reader: a write was blocked for more than {} s", self.write_timeout.as_secs());
+                self.state.fanout.budget().kick(&self.subscriber.usage, reason.clone(), "write_timeout");
+                Some((1008, Cow::Owned(reason)))
+            }
         }
+    }
+
+    async fn serve_loop(
+        &mut self,
+        sink: &mut Sink,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Result<Close, WriteError> {
+        send(self.write_timeout, sink, out::auth(&self.challenge)).await?;
         let shutdown = self.state.shutdown.clone();
-        let kicked = self.subscriber.kicked.clone();
+        let usage = self.subscriber.usage.clone();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Some((1001, "relay shutting down")),
-                _ = kicked.cancelled() => {
-                    tracing::info!(ip = %self.ip, "disconnecting slow reader");
-                    return Some((1008, "slow reader: outbound queue full"));
+                _ = shutdown.cancelled() => return Ok(Some((1001, Cow::Borrowed("relay shutting down")))),
+                _ = usage.kicked.cancelled() => {
+                    let reason = usage.reason().unwrap_or_else(|| "slow reader".into());
+                    return Ok(Some((1008, Cow::Owned(reason))));
                 }
                 Some((id, result)) = self.pending.next(), if !self.pending.is_empty() => {
                     // A group commit completes many events at once: write all the OKs that are
@@ -128,36 +185,27 @@ impl Connection {
                     let mut ready = Some((id, result));
                     while let Some((id, result)) = ready {
                         let (accepted, message) = ingest::answer(result);
-                        if sink.feed(Message::Text(out::ok(&id.to_hex(), accepted, &message).into())).await.is_err() {
-                            return None;
-                        }
+                        feed(self.write_timeout, sink, out::ok(&id.to_hex(), accepted, &message)).await?;
                         ready = self.pending.next().now_or_never().flatten();
                     }
-                    if sink.flush().await.is_err() {
-                        return None;
-                    }
+                    flush(self.write_timeout, sink).await?;
                 }
                 Some(msg) = outbound.recv() => {
-                    if self.forward(sink, msg).await.is_err() {
-                        return None;
-                    }
+                    let n = msg.cost();
+                    let sent = self.forward(sink, msg).await;
+                    self.state.fanout.budget().release_live(&self.subscriber.usage, n);
+                    sent?;
                 }
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if self.on_text(sink, text.as_str()).await.is_err() {
-                            return None;
-                        }
-                    }
+                    Some(Ok(Message::Text(text))) => self.on_text(sink, text.as_str()).await?,
                     Some(Ok(Message::Binary(_))) => {
-                        if send(sink, out::notice("error: binary messages are not supported; send JSON text")).await.is_err() {
-                            return None;
-                        }
+                        send(self.write_timeout, sink, out::notice("error: binary messages are not supported; send JSON text")).await?
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Ok(Message::Close(_))) | None => return Ok(None),
                     Some(Err(e)) => {
                         tracing::debug!(ip = %self.ip, error = %e, "websocket read error");
-                        return Some((1009, "message too big or malformed frame"));
+                        return Ok(Some((1009, Cow::Borrowed("message too big or malformed frame"))));
                     }
                 },
             }
@@ -168,13 +216,13 @@ impl Connection {
     async fn drain(&mut self, sink: &mut Sink) {
         while let Some((id, result)) = self.pending.next().await {
             let (accepted, message) = ingest::answer(result);
-            if send(sink, out::ok(&id.to_hex(), accepted, &message)).await.is_err() {
+            if sink.send(Message::Text(out::ok(&id.to_hex(), accepted, &message).into())).await.is_err() {
                 return;
             }
         }
     }
 
-    async fn forward(&mut self, sink: &mut Sink, msg: Outbound) -> Result<(), axum::Error> {
+    async fn forward(&mut self, sink: &mut Sink, msg: Outbound) -> Result<(), WriteError> {
         let Outbound::Event { sub, seq, json } = msg;
         if let (Some(seq), Some(covered)) = (seq, self.dedup.get_mut(&sub))
             && (seq <= covered.upto || covered.returned.remove(&seq))
@@ -182,16 +230,18 @@ impl Connection {
             return Ok(());
         }
         match seq {
-            Some(seq) if self.cursors.contains(&sub) => send(sink, out::event_with_seq(&sub, &json, seq)).await,
-            _ => send(sink, out::event(&sub, &json)).await,
+            Some(seq) if self.cursors.contains(&sub) => {
+                send(self.write_timeout, sink, out::event_with_seq(&sub, &json, seq)).await
+            }
+            _ => send(self.write_timeout, sink, out::event(&sub, &json)).await,
         }
     }
 
-    async fn on_text(&mut self, sink: &mut Sink, text: &str) -> Result<(), axum::Error> {
+    async fn on_text(&mut self, sink: &mut Sink, text: &str) -> Result<(), WriteError> {
         let limits = &self.state.cfg.limits;
         if text.len() > limits.max_message_bytes {
             let msg = format!("invalid: message is {} bytes, the limit is {}", text.len(), limits.max_message_bytes);
-            return send(sink, out::notice(&msg)).await;
+            return send(self.write_timeout, sink, out::notice(&msg)).await;
         }
         let bounds = protocol::Bounds {
             max_filters: limits.max_filters,
@@ -208,7 +258,7 @@ impl Connection {
                 let from = ingest::Sender { ip: self.ip, authed: &self.authed, host: self.host.as_deref() };
                 match self.state.ingest.submit(event, raw_len, from).await {
                     Submitted::Done { accepted, message } => {
-                        send(sink, out::ok(&id.to_hex(), accepted, &message)).await
+                        send(self.write_timeout, sink, out::ok(&id.to_hex(), accepted, &message)).await
                     }
                     Submitted::Pending(rx) => {
                         self.pending.push(Box::pin(async move {
@@ -237,17 +287,19 @@ impl Connection {
                     }
                     Err(msg) => (false, msg),
                 };
-                send(sink, out::ok(&event.id.to_hex(), accepted, &message)).await
+                send(self.write_timeout, sink, out::ok(&event.id.to_hex(), accepted, &message)).await
             }
         }
     }
 
-    async fn on_parse_error(&mut self, sink: &mut Sink, e: ParseError) -> Result<(), axum::Error> {
+    async fn on_parse_error(&mut self, sink: &mut Sink, e: ParseError) -> Result<(), WriteError> {
         let msg = e.to_string();
         match e {
-            ParseError::BadEvent { id: Some(id), .. } => send(sink, out::ok(&id, false, &msg)).await,
-            ParseError::BadFilter { sub_id, .. } => send(sink, out::closed(&sub_id, &msg)).await,
-            _ => send(sink, out::notice(&msg)).await,
+            ParseError::BadEvent { id: Some(id), .. } => {
+                send(self.write_timeout, sink, out::ok(&id, false, &msg)).await
+            }
+            ParseError::BadFilter { sub_id, .. } => send(self.write_timeout, sink, out::closed(&sub_id, &msg)).await,
+            _ => send(self.write_timeout, sink, out::notice(&msg)).await,
         }
     }
 
@@ -268,9 +320,9 @@ impl Connection {
         sub_id: String,
         filters: Vec<Filter>,
         after_seq: Option<i64>,
-    ) -> Result<(), axum::Error> {
+    ) -> Result<(), WriteError> {
         if let Err(msg) = self.read_allowed() {
-            return send(sink, out::closed(&sub_id, &msg)).await;
+            return send(self.write_timeout, sink, out::closed(&sub_id, &msg)).await;
         }
         let sub: Arc<str> = sub_id.into();
         let max = self.state.cfg.limits.max_subscriptions;
@@ -279,62 +331,108 @@ impl Connection {
             self.cursors.remove(&sub);
         } else if self.subscriber.len() >= max {
             let msg = format!("blocked: too many open subscriptions (max {max}); CLOSE one first");
-            return send(sink, out::closed(&sub, &msg)).await;
+            return send(self.write_timeout, sink, out::closed(&sub, &msg)).await;
         }
-        // Register before querying so nothing committed meanwhile is missed; remember what
-        // the query is sure to see, to skip live copies of what it covered.
-        let visible = self.state.fanout.committed().get();
+        // Register, THEN read the committed mark (see `fanout::CommittedSeq`): live copies at or
+        // below it are skipped, as are those of results committed later. The stored query is
+        // not bounded by the mark: on PostgreSQL another process's event is committed (and
+        // acknowledged) before this process's mark reaches it, and a REQ must still see it.
         let filters: Arc<[Filter]> = filters.into();
         self.subscriber.set(sub.clone(), filters.clone());
         self.state.fanout.register(self.id, &self.subscriber);
+        let visible = self.state.fanout.committed().get();
 
         let limits = &self.state.cfg.limits;
         let started = Instant::now();
-        let result = self.state.store.query(&filters, limits.default_limit, limits.max_limit, after_seq).await;
-        metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
-        let events = match result {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::error!(error = %e, "query failed");
-                self.subscriber.remove(&sub);
-                return send(sink, out::closed(&sub, "error: could not run the query; try again")).await;
-            }
-        };
+        let mut results = ResultStream::new(&filters, limits.default_limit, limits.max_limit, after_seq, i64::MAX);
         let mut returned = HashSet::new();
-        for e in &events {
-            if e.seq > visible {
-                returned.insert(e.seq);
-            }
-            let text = match after_seq {
-                Some(_) => out::event_with_seq(&sub, &e.json, e.seq),
-                None => out::event(&sub, &e.json),
+        let budget = self.state.fanout.budget();
+        loop {
+            let batch = match results.next_batch(&self.state.store, BATCH_BYTES).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "query failed");
+                    self.subscriber.remove(&sub);
+                    return send(
+                        self.write_timeout,
+                        sink,
+                        out::closed(&sub, "error: could not run the query; try again"),
+                    )
+                    .await;
+                }
             };
-            sink.feed(Message::Text(text.into())).await?;
+            if batch.is_empty() {
+                break;
+            }
+            // The batch is charged while it is written: a client that does not read holds it.
+            let bytes: usize = batch.iter().map(|e| e.json.len()).sum();
+            returned.extend(batch.iter().map(|e| e.seq).filter(|seq| *seq > visible));
+            budget.charge_page(&self.subscriber.usage, bytes);
+            let wt = self.write_timeout;
+            let written = async {
+                for e in batch {
+                    let text = match after_seq {
+                        Some(_) => out::event_with_seq(&sub, &e.json, e.seq),
+                        None => out::event(&sub, &e.json),
+                    };
+                    drop(e);
+                    feed(wt, sink, text).await?;
+                }
+                flush(wt, sink).await
+            }
+            .await;
+            budget.release_page(&self.subscriber.usage, bytes);
+            written?;
+            if self.subscriber.usage.is_closing() {
+                // Told to close (budget): the main loop sends the reason.
+                return Ok(());
+            }
         }
+        metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
         if after_seq.is_some() {
             self.cursors.insert(sub.clone());
         }
         self.dedup.insert(sub.clone(), Covered { upto: visible, returned });
-        send(sink, out::eose(&sub)).await
+        send(self.write_timeout, sink, out::eose(&sub)).await
     }
 
-    async fn on_count(&mut self, sink: &mut Sink, sub_id: String, filters: Vec<Filter>) -> Result<(), axum::Error> {
+    async fn on_count(&mut self, sink: &mut Sink, sub_id: String, filters: Vec<Filter>) -> Result<(), WriteError> {
         if let Err(msg) = self.read_allowed() {
-            return send(sink, out::closed(&sub_id, &msg)).await;
+            return send(self.write_timeout, sink, out::closed(&sub_id, &msg)).await;
         }
         let started = Instant::now();
         let result = self.state.store.count(&filters).await;
         metrics::histogram!(m::QUERY_SECONDS).record(started.elapsed().as_secs_f64());
         match result {
-            Ok(n) => send(sink, out::count(&sub_id, n)).await,
+            Ok(n) => send(self.write_timeout, sink, out::count(&sub_id, n)).await,
             Err(e) => {
                 tracing::error!(error = %e, "count failed");
-                send(sink, out::closed(&sub_id, "error: could not run the count; try again")).await
+                send(self.write_timeout, sink, out::closed(&sub_id, "error: could not run the count; try again")).await
             }
         }
     }
 }
 
-async fn send(sink: &mut Sink, text: String) -> Result<(), axum::Error> {
-    sink.send(Message::Text(text.into())).await
+/// Writes `text` and flushes, within the write timeout.
+async fn send(timeout: Duration, sink: &mut Sink, text: String) -> Result<(), WriteError> {
+    match tokio::time::timeout(timeout, sink.send(Message::Text(text.into()))).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteError::Blocked),
+    }
+}
+
+/// Queues `text` without flushing (it may still write when the buffer is full), within the
+/// write timeout.
+async fn feed(timeout: Duration, sink: &mut Sink, text: String) -> Result<(), WriteError> {
+    match tokio::time::timeout(timeout, sink.feed(Message::Text(text.into()))).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteError::Blocked),
+    }
+}
+
+async fn flush(timeout: Duration, sink: &mut Sink) -> Result<(), WriteError> {
+    match tokio::time::timeout(timeout, sink.flush()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteError::Blocked),
+    }
 }

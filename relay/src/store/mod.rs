@@ -13,6 +13,7 @@ mod pg_live;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod stream;
 pub mod writer;
 
 use std::sync::Arc;
@@ -291,8 +292,10 @@ impl Store {
         }
     }
 
-    /// Stored events matching any of `filters`, newest first per filter, without duplicates;
-    /// with a cursor, only events after arrival sequence `after`, in arrival order.
+    /// Stored events matching any of `filters`, each distinct event once, newest first (ties by
+    /// lowest id); with a cursor, only events after arrival sequence `after`, in arrival order.
+    /// Collects the whole result: for bounded use (the log API); REQ streams a
+    /// [`stream::ResultStream`] instead.
     pub async fn query(
         &self,
         filters: &[Filter],
@@ -300,25 +303,27 @@ impl Store {
         max_limit: usize,
         after: Option<i64>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let now = now_secs();
-        let mut seen = std::collections::HashSet::new();
+        let mut stream = stream::ResultStream::new(filters, default_limit, max_limit, after, i64::MAX);
         let mut out = Vec::new();
-        for filter in filters {
-            let limit = filter.limit.unwrap_or(default_limit).min(max_limit);
-            if limit == 0 {
-                continue;
+        loop {
+            let batch = stream.next_batch(self, 1 << 20).await?;
+            if batch.is_empty() {
+                return Ok(out);
             }
-            let built = sql::select(filter, limit, now, after, self.dialect());
-            let rows = match self {
-                Self::Sqlite(s) => s.fetch_events(built).await?,
-                Self::Postgres(s) => s.fetch_events(built).await?,
-            };
-            out.extend(rows.into_iter().filter(|e| seen.insert(e.seq)));
+            out.extend(batch);
         }
-        if after.is_some() {
-            out.sort_by_key(|e| e.seq);
-        }
-        Ok(out)
+    }
+
+    /// One page of keys of a streamed query (a pooled read connection is held only meanwhile).
+    pub async fn fetch_keys(&self, built: sql::Built) -> Result<Vec<stream::Key>, StoreError> {
+        Ok(with_pool!(self, read pool => ops::fetch_keys(pool, built).await)?)
+    }
+
+    /// `(seq, json)` of those of `seqs` still stored, in no particular order.
+    pub async fn fetch_raw(&self, seqs: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        let built = sql::select_raw(seqs, self.dialect());
+        let rows = with_pool!(self, read pool => ops::fetch_events(pool, built).await)?;
+        Ok(rows.into_iter().map(|e| (e.seq, e.json)).collect())
     }
 
     /// Number of distinct stored events matching any of `filters` (NIP-45).

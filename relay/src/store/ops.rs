@@ -564,3 +564,25 @@ pub fn purge_sql(dialect: Dialect) -> [String; 2] {
         d("DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1"),
     ]
 }
+
+/// Runs a built key page ([`super::sql::select_keys`]): `(seq, created_at, id, bytes)` rows.
+pub async fn fetch_keys<'e, DB, E>(exec: E, built: Built) -> Result<Vec<super::stream::Key>, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: Executor<'e, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let rows = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_all(exec).await?;
+    rows.iter()
+        .map(|r| {
+            let id: Vec<u8> = r.try_get(2)?;
+            let id: [u8; 32] = id.try_into().map_err(|_| sqlx::Error::Decode("stored id is not 32 bytes".into()))?;
+            let bytes: i64 = r.try_get(3)?;
+            Ok(super::stream::Key { seq: r.try_get(0)?, created_at: r.try_get(1)?, id, bytes: bytes.max(0) as usize })
+        })
+        .collect()
+}

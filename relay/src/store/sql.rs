@@ -199,6 +199,73 @@ pub fn select(f: &Filter, limit: usize, now: i64, after: Option<i64>, dialect: D
     Built { sql, params: b.params }
 }
 
+/// Where a page of a streamed query starts: after the last row of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// The first page.
+    Start,
+    /// Newest-first order: rows strictly after `(created_at, id)` (older, or as old with a
+    /// larger id).
+    After { created_at: i64, id: [u8; 32] },
+    /// Arrival order (`after_seq` cursor mode): rows with a larger sequence.
+    Seq(i64),
+}
+
+/// One page of keys (`seq, created_at, id, octet_length(raw)`) for a streamed query: rows of
+/// `f` committed at or below `upto`, continuing after `resume`, at most `limit`.
+///
+/// Newest-first pages use a keyset on the plan's own order, so every page is one index range
+/// scan: `(created_at, id)` on the events plan, `(t.created_at, t.idp)` on the tag-driven plan
+/// (idp sorts like id). With `after` (cursor mode) rows have `seq > after`, in arrival order.
+pub fn select_keys(
+    f: &Filter,
+    limit: usize,
+    now: i64,
+    after: Option<i64>,
+    upto: i64,
+    resume: &Resume,
+    dialect: Dialect,
+) -> Built {
+    let mut b = Builder { dialect, params: Vec::new() };
+    let (fw, order) = from_where(&mut b, f, now);
+    let mut conds = format!(" AND e.seq <= {}", b.bind(Param::Int(upto)));
+    let order_by = match after {
+        Some(seq) => {
+            let from = match resume {
+                Resume::Seq(last) => seq.max(*last),
+                _ => seq,
+            };
+            write!(conds, " AND e.seq > {}", b.bind(Param::Int(from))).ok();
+            "ORDER BY e.seq ASC"
+        }
+        None => {
+            if let Resume::After { created_at, id } = resume {
+                let (c, tie) = match order {
+                    Order::Tag => ("t.created_at", ("t.idp", Param::Int(super::id_prefix(id)))),
+                    Order::Event => ("e.created_at", ("e.id", Param::Bytes(id.to_vec()))),
+                };
+                let p1 = b.bind(Param::Int(*created_at));
+                let p2 = b.bind(Param::Int(*created_at));
+                let p3 = b.bind(tie.1);
+                write!(conds, " AND ({c} < {p1} OR ({c} = {p2} AND {} > {p3}))", tie.0).ok();
+            }
+            order.clause()
+        }
+    };
+    let limit = b.bind(Param::Int(limit as i64));
+    let sql = format!(
+        "SELECT e.seq, e.created_at, e.id, CAST(octet_length(e.raw) AS BIGINT){fw}{conds} {order_by} LIMIT {limit}"
+    );
+    Built { sql, params: b.params }
+}
+
+/// `SELECT seq, raw` of the given sequences (any order; rows deleted meanwhile are absent).
+pub fn select_raw(seqs: &[i64], dialect: Dialect) -> Built {
+    let mut b = Builder { dialect, params: Vec::new() };
+    let l = b.list(seqs.iter().map(|s| Param::Int(*s)));
+    Built { sql: format!("SELECT seq, raw FROM events WHERE seq IN {l}"), params: b.params }
+}
+
 /// `SELECT COUNT(*)` of distinct events matching any filter.
 pub fn count(filters: &[Filter], now: i64, dialect: Dialect) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
@@ -230,6 +297,44 @@ mod tests {
         assert!(built.sql.contains("ORDER BY t.created_at DESC, t.idp ASC"));
         assert!(built.sql.contains("x.name = "), "s tag becomes EXISTS: {}", built.sql);
         assert_eq!(built.params.len(), 9);
+    }
+
+    #[test]
+    fn keyset_on_tag_plan_uses_created_at_and_idp() {
+        let f = Filter::from_json(r##"{"#p":["aa"],"kinds":[1573]}"##).unwrap();
+        let id = [0x80u8; 32];
+        let built = select_keys(&f, 4, 50, None, 99, &Resume::After { created_at: 7, id }, Dialect::Postgres);
+        assert!(built.sql.contains("AND e.seq <= $"), "{}", built.sql);
+        assert!(built.sql.contains("(t.created_at < $6 OR (t.created_at = $7 AND t.idp > $8))"), "{}", built.sql);
+        assert!(built.sql.ends_with("ORDER BY t.created_at DESC, t.idp ASC LIMIT $9"), "{}", built.sql);
+        assert_eq!(built.params[4], Param::Int(99));
+        assert_eq!(built.params[5], Param::Int(7));
+        assert_eq!(built.params[7], Param::Int(super::super::id_prefix(&id)));
+        assert_eq!(built.params[8], Param::Int(4));
+    }
+
+    #[test]
+    fn keyset_on_events_plan_uses_created_at_and_id() {
+        let f = Filter::new().kind(nostr::Kind::from(1u16));
+        let id = [3u8; 32];
+        let built = select_keys(&f, 2, 50, None, 10, &Resume::After { created_at: 5, id }, Dialect::Sqlite);
+        assert!(built.sql.contains("(e.created_at < ? OR (e.created_at = ? AND e.id > ?))"), "{}", built.sql);
+        assert!(built.sql.ends_with("ORDER BY e.created_at DESC, e.id ASC LIMIT ?"), "{}", built.sql);
+        assert_eq!(built.params[5], Param::Bytes(id.to_vec()));
+        // First page: no keyset bound, only the visibility bound.
+        let first = select_keys(&f, 2, 50, None, 10, &Resume::Start, Dialect::Sqlite);
+        assert!(!first.sql.contains("created_at <"), "{}", first.sql);
+        assert!(first.sql.contains("AND e.seq <= ?"), "{}", first.sql);
+    }
+
+    #[test]
+    fn keyset_in_cursor_mode_is_on_seq() {
+        let f = Filter::new().kind(nostr::Kind::from(1u16));
+        let first = select_keys(&f, 8, 50, Some(3), 100, &Resume::Start, Dialect::Postgres);
+        assert!(first.sql.contains("AND e.seq <= $3 AND e.seq > $4 ORDER BY e.seq ASC LIMIT $5"), "{}", first.sql);
+        assert_eq!(first.params[3], Param::Int(3));
+        let next = select_keys(&f, 8, 50, Some(3), 100, &Resume::Seq(40), Dialect::Postgres);
+        assert_eq!(next.params[3], Param::Int(40));
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! Streamed stored results: one keyset cursor per filter, merged in NIP-01 order, read in
+//! byte-bounded batches.
+//!
+//! A REQ never holds its whole result. Each filter's cursor reads small pages of keys
+//! (`seq, created_at, id, size`, a few dozen bytes a row) with [`sql::select_keys`], continuing
+//! after the last key it saw; the cursors' heads are merged (newest first, ties by lowest id;
+//! arrival order in `after_seq` cursor mode), and an event matched by several filters meets
+//! itself at the heads, so it is emitted once without a set of everything sent. The JSON of
+//! the next keys is then read in one batch of about `target_bytes`. Memory per running query:
+//! O(filters x page) keys plus one batch; a pooled connection is held only during a query.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, VecDeque};
+
+use nostr::Filter;
+
+use super::sql::{self, Resume};
+use super::{Store, StoreError, StoredEvent};
+
+/// Keys read on a cursor's first page (most REQs want a few events).
+const FIRST_PAGE: usize = 4;
+/// Most keys one page reads; pages double from [`FIRST_PAGE`] up to this.
+const MAX_PAGE: usize = 128;
+/// Most events in one batch of JSON.
+const MAX_BATCH: usize = 64;
+
+/// The sort key and size of one stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub seq: i64,
+    pub created_at: i64,
+    pub id: [u8; 32],
+    /// Size of the stored JSON, bytes.
+    pub bytes: usize,
+}
+
+/// One filter's position in its result.
+struct Cursor {
+    filter: Filter,
+    /// Events this filter may still emit (its own `limit`).
+    remaining: usize,
+    /// Size of the next page.
+    page: usize,
+    buf: VecDeque<Key>,
+    resume: Resume,
+    /// The database has no more rows for this filter.
+    exhausted: bool,
+}
+
+impl Cursor {
+    fn head(&self) -> Option<&Key> {
+        if self.remaining == 0 { None } else { self.buf.front() }
+    }
+
+    fn needs_page(&self) -> bool {
+        self.remaining > 0 && self.buf.is_empty() && !self.exhausted
+    }
+}
+
+/// The stored part of one REQ (or of [`Store::query`]), read on demand.
+pub struct ResultStream {
+    cursors: Vec<Cursor>,
+    after: Option<i64>,
+    upto: i64,
+    now: i64,
+    finished: bool,
+}
+
+impl ResultStream {
+    /// Events matching any of `filters`, each filter honouring its own limit (`default_limit`
+    /// when absent, at most `max_limit`), committed at or below sequence `upto`; with `after`,
+    /// only events after that sequence, in arrival order.
+    pub fn new(filters: &[Filter], default_limit: usize, max_limit: usize, after: Option<i64>, upto: i64) -> Self {
+        let cursors = filters
+            .iter()
+            .map(|f| Cursor {
+                filter: f.clone(),
+                remaining: f.limit.unwrap_or(default_limit).min(max_limit),
+                page: FIRST_PAGE,
+                buf: VecDeque::new(),
+                resume: Resume::Start,
+                exhausted: false,
+            })
+            .collect();
+        Self { cursors, after, upto, now: super::now_secs(), finished: false }
+    }
+
+    fn order(&self, a: &Key, b: &Key) -> Ordering {
+        match self.after {
+            Some(_) => a.seq.cmp(&b.seq),
+            None => b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)),
+        }
+    }
+
+    /// Takes the smallest head once every cursor that can still emit has one loaded: it is
+    /// removed from every cursor whose head it is (an event two filters match sits at both
+    /// heads, because every key before it in either cursor sorts before it and was emitted).
+    fn pick(&mut self) -> Option<Key> {
+        let best = self.cursors.iter().filter_map(Cursor::head).min_by(|a, b| self.order(a, b))?.clone();
+        for c in &mut self.cursors {
+            if c.head().is_some_and(|h| h.seq == best.seq) {
+                c.buf.pop_front();
+                c.remaining -= 1;
+            }
+        }
+        Some(best)
+    }
+
+    async fn fill(&mut self, store: &Store) -> Result<(), StoreError> {
+        let (after, upto, now, dialect) = (self.after, self.upto, self.now, store.dialect());
+        for c in self.cursors.iter_mut().filter(|c| c.needs_page()) {
+            let k = c.remaining.min(c.page);
+            c.page = (c.page * 2).min(MAX_PAGE);
+            let keys = store.fetch_keys(sql::select_keys(&c.filter, k, now, after, upto, &c.resume, dialect)).await?;
+            c.exhausted = keys.len() < k;
+            if let Some(last) = keys.last() {
+                c.resume = match after {
+                    Some(_) => Resume::Seq(last.seq),
+                    None => Resume::After { created_at: last.created_at, id: last.id },
+                };
+            }
+            c.buf.extend(keys);
+        }
+        Ok(())
+    }
+
+    /// The next key in merged order, or `None` at the end.
+    pub async fn next_key(&mut self, store: &Store) -> Result<Option<Key>, StoreError> {
+        if self.finished {
+            return Ok(None);
+        }
+        self.fill(store).await?;
+        let key = self.pick();
+        self.finished = key.is_none();
+        Ok(key)
+    }
+
+    /// The next events, about `target_bytes` of JSON (at least one event unless the result is
+    /// done; empty means done). Events deleted since their key was read are skipped.
+    pub async fn next_batch(&mut self, store: &Store, target_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        while !self.finished {
+            let (mut seqs, mut bytes) = (Vec::new(), 0usize);
+            while bytes < target_bytes && seqs.len() < MAX_BATCH {
+                match self.next_key(store).await? {
+                    Some(k) => {
+                        bytes += k.bytes;
+                        seqs.push(k.seq);
+                    }
+                    None => break,
+                }
+            }
+            if seqs.is_empty() {
+                break;
+            }
+            let mut raw: HashMap<i64, String> = store.fetch_raw(&seqs).await?.into_iter().collect();
+            let out: Vec<StoredEvent> =
+                seqs.into_iter().filter_map(|seq| raw.remove(&seq).map(|json| StoredEvent { seq, json })).collect();
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seq: i64, created_at: i64, id: u8) -> Key {
+        Key { seq, created_at, id: [id; 32], bytes: 10 }
+    }
+
+    fn stream(after: Option<i64>, lists: Vec<(usize, Vec<Key>)>) -> ResultStream {
+        let cursors = lists
+            .into_iter()
+            .map(|(limit, keys)| Cursor {
+                filter: Filter::new(),
+                remaining: limit,
+                page: FIRST_PAGE,
+                buf: keys.into(),
+                resume: Resume::Start,
+                exhausted: true,
+            })
+            .collect();
+        ResultStream { cursors, after, upto: i64::MAX, now: 0, finished: false }
+    }
+
+    fn drain(mut s: ResultStream) -> Vec<i64> {
+        std::iter::from_fn(|| s.pick()).map(|k| k.seq).collect()
+    }
+
+    #[test]
+    fn merge_is_newest_first_ties_by_id_and_emits_shared_events_once() {
+        // seq 3 and 5 match both filters; seq 4 and 2 share created_at 20 (ids 1 < 9).
+        let a = vec![key(5, 30, 5), key(4, 20, 9), key(3, 10, 3)];
+        let b = vec![key(5, 30, 5), key(2, 20, 1), key(3, 10, 3), key(1, 5, 1)];
+        assert_eq!(drain(stream(None, vec![(10, a,), (10, b)])), vec![5, 2, 4, 3, 1]);
+    }
+
+    #[test]
+    fn each_filter_keeps_its_own_limit() {
+        // Filter a may emit 2: 5 and 4; the shared 3 still comes through b.
+        let a = vec![key(5, 30, 5), key(4, 20, 9), key(3, 10, 3)];
+        let b = vec![key(3, 10, 3), key(1, 5, 1)];
+        assert_eq!(drain(stream(None, vec![(2, a), (1, b)])), vec![5, 4, 3]);
+        // A shared event counts against both limits.
+        let a = vec![key(5, 30, 5), key(4, 20, 9)];
+        let b = vec![key(5, 30, 5), key(1, 5, 1)];
+        assert_eq!(drain(stream(None, vec![(1, a), (1, b)])), vec![5]);
+    }
+
+    #[test]
+    fn cursor_mode_merges_in_arrival_order() {
+        let a = vec![key(2, 99, 1), key(7, 1, 1), key(9, 50, 1)];
+        let b = vec![key(3, 5, 2), key(7, 1, 1), key(8, 70, 2)];
+        assert_eq!(drain(stream(Some(0), vec![(10, a), (10, b)])), vec![2, 3, 7, 8, 9]);
+    }
+}
