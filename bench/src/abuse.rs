@@ -103,8 +103,9 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
 
     // 2. Sample the relay's memory from now on.
     let peak_rss = Arc::new(AtomicU64::new(before.map_or(0, |m| m.rss)));
+    let peak_anon = Arc::new(AtomicU64::new(before.map_or(0, |m| m.anon)));
     let sampler = relay_pid.clone().map(|pid| {
-        let peak = peak_rss.clone();
+        let (peak, peak_anon) = (peak_rss.clone(), peak_anon.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
@@ -112,6 +113,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
                 match Memory::of(&pid) {
                     Ok(m) => {
                         peak.fetch_max(m.rss, Ordering::Relaxed);
+                        peak_anon.fetch_max(m.anon, Ordering::Relaxed);
                     }
                     Err(_) => return false,
                 }
@@ -192,8 +194,13 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
     let percentiles = Percentiles::of(latencies);
     println!("well-behaved client REQ to EOSE: {percentiles}; {failures} failed");
     let peak = peak_rss.load(Ordering::Relaxed);
+    let peak_anon = peak_anon.load(Ordering::Relaxed);
     if let Some(m) = held {
-        println!("relay after holding: {m}; peak VmRSS sampled {:.1} MiB", mib(peak));
+        println!(
+            "relay after holding: {m}; peak sampled: VmRSS {:.1} MiB, RssAnon {:.1} MiB",
+            mib(peak),
+            mib(peak_anon)
+        );
     }
     println!("relay still running: {relay_alive}");
     println!("abusive connections at the end:");
@@ -215,6 +222,7 @@ pub async fn run(url: &str, args: Args, fd_limit: u64) -> Result<()> {
         fields["relay_rss_mib"] = json!(round3(mib(m.rss)));
         fields["relay_hwm_mib"] = json!(round3(mib(m.hwm)));
         fields["relay_peak_sampled_mib"] = json!(round3(mib(peak)));
+        fields["relay_peak_anon_sampled_mib"] = json!(round3(mib(peak_anon)));
     }
     summary::print("abuse", fields);
     Ok(())

@@ -11,6 +11,10 @@ pub struct Memory {
     pub rss: u64,
     /// `VmHWM`: highest resident so far.
     pub hwm: u64,
+    /// `RssAnon`: resident anonymous memory (heap, stacks): what the relay itself holds.
+    pub anon: u64,
+    /// `RssFile`: resident file-backed pages (binary, memory-mapped files).
+    pub file: u64,
 }
 
 impl Memory {
@@ -30,13 +34,25 @@ impl Memory {
                 .map(|kib| kib * 1024)
                 .with_context(|| format!("{path} has no {name} line in kB"))
         };
-        Ok(Self { rss: field("VmRSS")?, hwm: field("VmHWM")? })
+        Ok(Self {
+            rss: field("VmRSS")?,
+            hwm: field("VmHWM")?,
+            anon: field("RssAnon").unwrap_or(0),
+            file: field("RssFile").unwrap_or(0),
+        })
     }
 }
 
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VmRSS {:.1} MiB, VmHWM {:.1} MiB", mib(self.rss), mib(self.hwm))
+        write!(
+            f,
+            "VmRSS {:.1} MiB (anon {:.1}, file {:.1}), VmHWM {:.1} MiB",
+            mib(self.rss),
+            mib(self.anon),
+            mib(self.file),
+            mib(self.hwm)
+        )
     }
 }
 

@@ -47,6 +47,8 @@ pub struct AppState {
     info: String,
     /// Federation status, when the bridge runs.
     pub bridge: std::sync::OnceLock<Arc<dephy_bridge::Status>>,
+    /// Turns for streaming large stored results (see `socket::bulk`).
+    pub bulk: crate::socket::bulk::BulkSlots,
 }
 
 /// Runs the relay until SIGTERM or SIGINT.
@@ -106,6 +108,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracker: TaskTracker::new(),
         metrics,
         bridge: std::sync::OnceLock::new(),
+        bulk: crate::socket::bulk::BulkSlots::per_core(),
     });
     let bridge = match (&cfg.bridge, outgoing) {
         (Some(bridge_cfg), Some(outgoing)) => {

@@ -32,6 +32,8 @@ use crate::server::AppState;
 use crate::store::stream::ResultStream;
 use crate::store::writer::WriteResult;
 
+pub mod bulk;
+
 /// How long a closing connection may take to send its pending OKs and close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection blocked on a write gets after shutdown or a slow-reader kick.
@@ -347,7 +349,13 @@ impl Connection {
         let mut results = ResultStream::new(&filters, limits.default_limit, limits.max_limit, after_seq, i64::MAX);
         let mut returned = HashSet::new();
         let budget = self.state.fanout.budget();
+        let bulk = bulk::is_bulk(&filters, limits.default_limit, limits.max_limit);
         loop {
+            // A large result streams batch by batch in turn with the other large ones.
+            let slot = match bulk {
+                true => Some(self.state.bulk.acquire().await),
+                false => None,
+            };
             let batch = match results.next_batch(&self.state.store, BATCH_BYTES).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -369,7 +377,7 @@ impl Connection {
             returned.extend(batch.iter().map(|e| e.seq).filter(|seq| *seq > visible));
             budget.charge_page(&self.subscriber.usage, bytes);
             let wt = self.write_timeout;
-            let written = async {
+            let written = bulk::hold_while_progressing(slot, async {
                 for e in batch {
                     let text = match after_seq {
                         Some(_) => out::event_with_seq(&sub, &e.json, e.seq),
@@ -379,7 +387,7 @@ impl Connection {
                     feed(wt, sink, text).await?;
                 }
                 flush(wt, sink).await
-            }
+            })
             .await;
             budget.release_page(&self.subscriber.usage, bytes);
             written?;

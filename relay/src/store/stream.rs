@@ -17,10 +17,25 @@ use nostr::Filter;
 use super::sql::{self, Resume};
 use super::{Store, StoreError, StoredEvent};
 
-/// Keys read on a cursor's first page (most REQs want a few events).
-const FIRST_PAGE: usize = 4;
-/// Most keys one page reads; pages double from [`FIRST_PAGE`] up to this.
-const MAX_PAGE: usize = 128;
+/// Keys the first pages of one REQ read together, split between its filters: a typical REQ
+/// (`limit` up to a few hundred) is one key query per filter. Each query sorts what its filter
+/// matches (without a usable index order, all of it), so fewer, larger pages are cheaper.
+const FIRST_KEYS: usize = 512;
+/// Most keys one REQ's cursors read per round (about 56 bytes each: ~110 KiB), split between
+/// its filters; pages double from the first up to this share.
+const KEYS_PER_ROUND: usize = 2048;
+/// Smallest page, however many filters share the budget.
+const MIN_PAGE: usize = 16;
+/// The first page of each of `filters` cursors.
+const fn first_page(filters: usize) -> usize {
+    let p = FIRST_KEYS / if filters == 0 { 1 } else { filters };
+    if p < MIN_PAGE { MIN_PAGE } else { p }
+}
+/// The largest page of each of `filters` cursors.
+const fn max_page(filters: usize) -> usize {
+    let p = KEYS_PER_ROUND / if filters == 0 { 1 } else { filters };
+    if p < MIN_PAGE { MIN_PAGE } else { p }
+}
 /// Most events in one batch of JSON.
 const MAX_BATCH: usize = 64;
 
@@ -41,6 +56,8 @@ struct Cursor {
     remaining: usize,
     /// Size of the next page.
     page: usize,
+    /// Largest page (this cursor's share of [`KEYS_PER_ROUND`]).
+    max_page: usize,
     buf: VecDeque<Key>,
     resume: Resume,
     /// The database has no more rows for this filter.
@@ -76,7 +93,8 @@ impl ResultStream {
             .map(|f| Cursor {
                 filter: f.clone(),
                 remaining: f.limit.unwrap_or(default_limit).min(max_limit),
-                page: FIRST_PAGE,
+                page: first_page(filters.len()),
+                max_page: max_page(filters.len()),
                 buf: VecDeque::new(),
                 resume: Resume::Start,
                 exhausted: false,
@@ -110,7 +128,7 @@ impl ResultStream {
         let (after, upto, now, dialect) = (self.after, self.upto, self.now, store.dialect());
         for c in self.cursors.iter_mut().filter(|c| c.needs_page()) {
             let k = c.remaining.min(c.page);
-            c.page = (c.page * 2).min(MAX_PAGE);
+            c.page = (c.page * 2).min(c.max_page);
             let keys = store.fetch_keys(sql::select_keys(&c.filter, k, now, after, upto, &c.resume, dialect)).await?;
             c.exhausted = keys.len() < k;
             if let Some(last) = keys.last() {
@@ -177,7 +195,8 @@ mod tests {
             .map(|(limit, keys)| Cursor {
                 filter: Filter::new(),
                 remaining: limit,
-                page: FIRST_PAGE,
+                page: first_page(1),
+                max_page: max_page(1),
                 buf: keys.into(),
                 resume: Resume::Start,
                 exhausted: true,
