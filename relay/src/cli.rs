@@ -1,4 +1,4 @@
-//! Command-line interface: `dephy-relay serve`, `dephy-relay migrate` and `dephy-relay audit`.
+//! Command-line interface: `dephy-relay serve`, `migrate`, `audit` and `node-id`.
 //!
 //! Settings come from flags, then environment variables, then the TOML config file, then
 //! defaults (in that order of precedence).
@@ -36,6 +36,19 @@ enum Command {
         /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
         #[arg(long, env = "DEPHY_RELAY_DB")]
         db: String,
+    },
+    /// Print this node's federation identity: the wallet to register in the node registry, the
+    /// PeerId, and the bootstrap multiaddrs other nodes list in `bridge.bootstrap`.
+    ///
+    /// Uses the keypair of the `[bridge]` section (`keypair_file`, default
+    /// data/node-keypair.json), creating it (and its directories) if absent, as `serve` would.
+    NodeId {
+        /// TOML config file (the one `serve` uses).
+        #[arg(long, env = "DEPHY_RELAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON (wallet, peer_id, network, keypair_file, created, bootstrap).
+        #[arg(long)]
+        json: bool,
     },
     /// Audit a running relay's verifiable log from the outside.
     ///
@@ -91,6 +104,10 @@ pub fn main() -> ExitCode {
                 let store = crate::store::Store::open(&db, &Default::default()).await?;
                 store.close().await;
                 println!("migrations applied to {db}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::NodeId { config, json } => {
+                crate::node_id::run(config.as_deref(), json)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Audit { url, state, sample, rpc } => {

@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod limits;
 pub mod logapi;
 pub mod metrics;
+pub mod node_id;
 pub mod protocol;
 pub mod server;
 pub mod socket;

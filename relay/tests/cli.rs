@@ -168,3 +168,77 @@ async fn logs_to_a_file_have_no_ansi_codes() {
     assert!(String::from_utf8_lossy(&text).contains("relay ready"), "the log has the startup lines");
     assert!(!text.contains(&0x1b), "ESC byte in a log file: {}", String::from_utf8_lossy(&text).escape_debug());
 }
+
+/// `node-id` creates the keypair (and its directories) with relative paths from the working
+/// directory, prints the wallet, PeerId and dialable bootstrap addresses, prints the same on a
+/// second run, and the relay that `serve` starts with that configuration is that node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_id_prints_the_identity_serve_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, p2p) = (free_port(), free_port());
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndb = \"sqlite://data/relay.db\"\n\n[bridge]\nnetwork = \"cli-test\"\n\
+         keypair_file = \"keys/node/keypair.json\"\nlisten = [\"/ip4/127.0.0.1/tcp/{p2p}\", \"/ip4/0.0.0.0/udp/{p2p}/quic-v1\"]\n\n\
+         [bridge.registry]\nbackend = \"static\"\n"
+    );
+    std::fs::write(dir.path().join("relay.toml"), &config).unwrap();
+    let node_id = |json: bool| {
+        let mut cmd = Command::new(relay_bin());
+        cmd.args(["node-id", "--config", "relay.toml"]).current_dir(dir.path()).env_remove("DEPHY_RELAY_CONFIG");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "node-id failed: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (text, notes) = node_id(false);
+    assert!(dir.path().join("keys/node/keypair.json").exists(), "keypair created under the working directory");
+    assert!(notes.contains("created the node keypair"), "{notes}");
+    assert!(notes.contains("register wallet"), "{notes}");
+    assert!(notes.contains("bind all interfaces"), "the 0.0.0.0 listener is explained: {notes}");
+    let (json, notes) = node_id(true);
+    assert!(!notes.contains("created the node keypair"), "the second run reuses the keypair: {notes}");
+    let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let (wallet, peer) = (info["wallet"].as_str().unwrap(), info["peer_id"].as_str().unwrap());
+    assert!(text.contains(&format!("wallet     {wallet}")) && text.contains(&format!("peer_id    {peer}")), "{text}");
+    assert_eq!(info["bootstrap"], json!([format!("/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")]));
+    assert_eq!(info["network"], "cli-test");
+
+    let log = std::fs::File::create(dir.path().join("relay.log")).unwrap();
+    let mut child = Command::new(relay_bin())
+        .args(["serve", "--config", "relay.toml"])
+        .current_dir(dir.path())
+        .env_remove("DEPHY_RELAY_LISTEN")
+        .env_remove("DEPHY_RELAY_DB")
+        .env_remove("DEPHY_RELAY_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let health = async {
+        for _ in 0..300 {
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health", &[])).await
+                && r.status == 200
+            {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                if body["bridge"]["listen"].as_array().is_some_and(|l| !l.is_empty()) {
+                    return Some(body);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = health.unwrap_or_else(|| {
+        panic!("relay did not start: {}", std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default())
+    });
+    assert_eq!(body["bridge"]["wallet"], wallet);
+    assert_eq!(body["bridge"]["peer_id"], peer);
+    assert_eq!(body["bridge"]["network"], "cli-test");
+}
