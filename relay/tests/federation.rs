@@ -541,15 +541,16 @@ async fn vanish_requests_apply_only_where_addressed(backend: Backend) {
     let to_a = sign(&alice, 62, "bye A", &[&["relay", "WSS://A.example.com:443/"]], Some(t + 10));
     on_a.publish_ok(&to_a).await;
     assert!(ids_by(&ra, &alice).await.is_empty(), "A applied the request addressed to it");
+    // A's gossip reaches each peer in order: once this marker is there, so was the request.
+    let marker = dephy(&Keys::generate(), "marker", &[], now());
+    on_a.publish_ok(&marker).await;
     for r in [&rb, &rc] {
-        let refused = eventually(PROPAGATION, || async {
-            metric(r, "relay_peer_events_refused_total{reason=\"vanish\"}").await >= 1.0
-        })
-        .await;
-        assert!(refused, "relay {} did not refuse the mirrored request; log:\n{}", r.port, r.log_tail(30));
-        assert!(r.log_tail(50).contains("event from a federation peer refused"), "{}", r.log_tail(50));
+        assert!(holds(r, &marker.id, PROPAGATION).await, "relay {} did not get the marker", r.port);
         assert_eq!(ids_by(r, &alice).await, alice_ids, "relay {} applied a request addressed to A", r.port);
         assert!(!holds(r, &to_a.id, Duration::from_millis(300)).await, "the refused request is not stored");
+        let refused = metric(r, "relay_peer_events_refused_total{reason=\"vanish\"}").await;
+        assert_eq!(refused, 1.0, "relay {} counts the refused request; log:\n{}", r.port, r.log_tail(30));
+        assert!(r.log_tail(50).contains("event from a federation peer refused"), "{}", r.log_tail(50));
     }
 
     // (b) ALL_RELAYS, published on B: applied everywhere.
