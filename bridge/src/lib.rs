@@ -7,17 +7,19 @@
 //! ```text
 //! relay A: client → ingest → writer (commit) → Bridge::outgoing
 //!   → node (GossipSub publish, message id = event id)
-//! relay B: node → mirror::validate (authorized source, id, signature, B's policy)
-//!   → RelayPort::submit → B's writer → log → fan-out to B's subscribers
+//! relay B: node → mirror::validate (authorized source, id, signature, B's policy and rate
+//!   limits) → RelayPort::submit → B's writer → log → fan-out to B's subscribers
 //! ```
 //!
 //! Modules: `identity` (Solana keypair = PeerId), `registry` (where node entries come from),
 //! `authorize` (the cached authorized set, refresh, negative cache), `gate` (connection
 //! gating), `network` (the libp2p stack), `mirror` (message format, validation), `sync`
-//! (catch-up with negentropy), `node` (the event loop), `status` and `metrics`.
+//! (catch-up with negentropy), `catchups` (when catch-up sessions run, follow-ups after rate
+//! limits), `node` (the event loop), `status` and `metrics`.
 
 pub mod addr;
 pub mod authorize;
+pub mod catchups;
 pub mod config;
 pub mod gate;
 pub mod identity;

@@ -22,19 +22,25 @@ pub const WRONG_NETWORK: &str = "dephy_bridge_wrong_network_total";
 pub const PUBLISHED: &str = "dephy_bridge_published_total";
 /// Counter: local events not published (label `reason`: no_peers, too_large, error).
 pub const PUBLISH_FAILED: &str = "dephy_bridge_publish_failed_total";
-/// Counter: gossip messages received, by validation result (label `result`: accepted, rejected, ignored).
+/// Counter: gossip messages received, by validation result (label `result`: accepted, rejected,
+/// ignored (refused by this relay's policy), rate_limited (over its rate limits: fetched later
+/// by catch-up), overloaded (validation queue full)).
 pub const RECEIVED: &str = "dephy_bridge_received_total";
 /// Counter: mirrored events newly stored (or, for ephemeral ones, delivered) locally.
 pub const INGESTED: &str = "dephy_bridge_ingested_total";
 /// Counter: events fetched from a peer during catch-up and stored.
 pub const SYNCED: &str = "dephy_bridge_synced_events_total";
+/// Counter: events a catch-up session fetched but the relay's rate limits refused; a follow-up
+/// session fetches them again.
+pub const SYNC_DEFERRED: &str = "dephy_bridge_sync_deferred_events_total";
 /// Counter: catch-up sessions (label `result`: ok, error).
 pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";
 
 /// Creates every bridge series with a zero value; called when the bridge starts, so
 /// `/metrics` lists them from start (and only on relays that run the bridge).
 pub fn register() {
-    for name in [REGISTRY_ERRORS, REGISTRY_LOOKUPS, REVOKED, WRONG_NETWORK, PUBLISHED, INGESTED, SYNCED] {
+    for name in [REGISTRY_ERRORS, REGISTRY_LOOKUPS, REVOKED, WRONG_NETWORK, PUBLISHED, INGESTED, SYNCED, SYNC_DEFERRED]
+    {
         metrics::counter!(name).absolute(0);
     }
     for direction in ["inbound", "outbound"] {
@@ -43,7 +49,7 @@ pub fn register() {
     for reason in ["no_peers", "too_large", "error"] {
         metrics::counter!(PUBLISH_FAILED, "reason" => reason).absolute(0);
     }
-    for result in ["accepted", "rejected", "ignored", "overloaded"] {
+    for result in ["accepted", "rejected", "ignored", "rate_limited", "overloaded"] {
         metrics::counter!(RECEIVED, "result" => result).absolute(0);
     }
     for result in ["ok", "error"] {

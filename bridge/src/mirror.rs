@@ -45,11 +45,16 @@ impl Verdict {
 }
 
 /// Validates a message that `forwarder` relayed to us.
+///
+/// The relay's policy includes its rate limits (per author, and per forwarder in place of a
+/// client's IP): an event over them is [`Verdict::Ignore`]d like any other policy refusal, so
+/// it is neither stored here nor forwarded, and the forwarder is not penalised. The caller
+/// counts it and has the event fetched later by catch-up (the forwarder holds it).
 pub fn validate(message: &Message, forwarder: &PeerId, authorizer: &Authorizer, relay: &Arc<dyn RelayPort>) -> Verdict {
     let authorized = |peer: &PeerId| wallet_of(peer).is_some_and(|w| authorizer.is_authorized(&w));
-    if !authorized(forwarder) {
+    let Some(forwarder_wallet) = wallet_of(forwarder).filter(|w| authorizer.is_authorized(w)) else {
         return Verdict::Reject(format!("forwarded by {forwarder}, which is not an authorized node"));
-    }
+    };
     match &message.source {
         Some(source) if authorized(source) => {}
         Some(source) => return Verdict::Reject(format!("published by {source}, which is not an authorized node")),
@@ -71,7 +76,7 @@ pub fn validate(message: &Message, forwarder: &PeerId, authorizer: &Authorizer, 
     if let Err(e) = event.verify() {
         return Verdict::Reject(format!("invalid event: {e}"));
     }
-    match relay.check(&event, json.len()) {
+    match relay.check(&event, json.len(), &forwarder_wallet) {
         Ok(()) => Verdict::Accept(event),
         Err(reason) => Verdict::Ignore(reason),
     }
@@ -96,7 +101,7 @@ mod tests {
     }
 
     impl RelayPort for Policy {
-        fn check(&self, _event: &Event, json_len: usize) -> Result<(), String> {
+        fn check(&self, _event: &Event, json_len: usize, _forwarder: &[u8; 32]) -> Result<(), String> {
             if json_len > self.max_json { Err("invalid: event too large".into()) } else { Ok(()) }
         }
         fn submit(&self, _event: Event) -> BoxFuture<'static, Committing> {

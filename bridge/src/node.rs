@@ -24,11 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::authorize::Authorizer;
+use crate::catchups::{CatchUps, RESYNC_DELAY};
 use crate::identity::{peer_of, wallet_of};
 use crate::metrics as m;
 use crate::mirror::{self, Verdict};
 use crate::network::{Behaviour, BehaviourEvent, Names};
-use crate::port::{Ingested, Outgoing, RelayPort};
+use crate::port::{Ingested, Outgoing, RelayPort, is_rate_limited};
 use crate::registry::NodeEntry;
 use crate::status::Status;
 use crate::sync::{self, Requester, SyncResponse};
@@ -62,11 +63,17 @@ type Verdicts = (MessageId, PeerId, MessageAcceptance);
 impl Node {
     pub async fn run(mut self) {
         let local = *self.swarm.local_peer_id();
+        let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
+        let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.catchup_window_secs);
         let (verdict_tx, mut verdicts) = mpsc::channel::<Verdicts>(4096);
         let (validate_tx, validate_rx) = mpsc::channel::<(PeerId, MessageId, gossipsub::Message)>(8192);
-        tokio::spawn(validator(validate_rx, verdict_tx, self.authorizer.clone(), self.relay.clone()));
-        let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
-        let requester = Requester(request_tx);
+        tokio::spawn(validator(
+            validate_rx,
+            verdict_tx,
+            self.authorizer.clone(),
+            self.relay.clone(),
+            catch_ups.clone(),
+        ));
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
@@ -110,20 +117,7 @@ impl Node {
                         if endpoint.is_dialer() {
                             self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                         }
-                        let (requester, relay, window) = (requester.clone(), self.relay.clone(), self.catchup_window_secs);
-                        tokio::spawn(async move {
-                            match sync::catch_up(peer_id, &requester, &relay, window).await {
-                                Ok(report) => {
-                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
-                                    tracing::info!(peer = %peer_id, needed = report.needed, stored = report.stored,
-                                        offered = report.offered, "catch-up done");
-                                }
-                                Err(e) => {
-                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                                    tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
-                                }
-                            }
-                        });
+                        catch_ups.request(peer_id, Duration::ZERO);
                     }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
                         if connected.contains(&peer_id) =>
@@ -295,12 +289,15 @@ impl Node {
     }
 }
 
-/// Validates gossip messages in arrival order and submits accepted events in that order.
+/// Validates gossip messages in arrival order and submits accepted events in that order. An
+/// event over the relay's rate limits is dropped without penalty and fetched later from its
+/// forwarder by a catch-up session (see [`crate::catchups`]).
 async fn validator(
     mut rx: mpsc::Receiver<(PeerId, MessageId, gossipsub::Message)>,
     verdicts: mpsc::Sender<Verdicts>,
     authorizer: Arc<Authorizer>,
     relay: Arc<dyn RelayPort>,
+    catch_ups: CatchUps,
 ) {
     while let Some((source, id, message)) = rx.recv().await {
         let verdict = mirror::validate(&message, &source, &authorizer, &relay);
@@ -318,6 +315,10 @@ async fn validator(
             Verdict::Reject(reason) => {
                 metrics::counter!(m::RECEIVED, "result" => "rejected").increment(1);
                 tracing::info!(%source, %reason, "gossip message rejected");
+            }
+            Verdict::Ignore(reason) if is_rate_limited(&reason) => {
+                metrics::counter!(m::RECEIVED, "result" => "rate_limited").increment(1);
+                catch_ups.request(source, RESYNC_DELAY);
             }
             Verdict::Ignore(reason) => {
                 metrics::counter!(m::RECEIVED, "result" => "ignored").increment(1);

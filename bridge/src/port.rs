@@ -29,6 +29,12 @@ pub enum Ingested {
     Refused(String),
 }
 
+/// Whether a refusal from [`RelayPort::check`] is a rate limit: the event is valid and may be
+/// taken later, unlike one refused for what it is.
+pub fn is_rate_limited(reason: &str) -> bool {
+    reason.starts_with("rate-limited:")
+}
+
 /// Resolves once a submitted event is committed (or refused).
 pub type Committing = BoxFuture<'static, Ingested>;
 
@@ -38,9 +44,16 @@ pub type Inventory = Vec<(u64, [u8; 32])>;
 /// The relay, seen from the bridge.
 pub trait RelayPort: Send + Sync + 'static {
     /// The relay's own write policy for an event from a peer whose id and signature the
-    /// bridge has already verified: size, tag and content limits, created_at window,
-    /// expiry, vanish requests. `Err` holds the reason (`invalid: ...`).
-    fn check(&self, event: &Event, json_len: usize) -> Result<(), String>;
+    /// bridge has already verified, the same a client's event passes: size, tag and content
+    /// limits, created_at window, expiry, the scope of a request to vanish, and rate limits
+    /// (per author, and per forwarding peer where a client is limited per IP). `forwarder` is
+    /// the wallet of the peer the event came from (the GossipSub forwarder, or the catch-up
+    /// peer), not necessarily the node that first published it. `Err` holds the reason with
+    /// its NIP-01 prefix (`invalid: ...`, `rate-limited: ...`).
+    ///
+    /// Checking counts against the rate limits: call it once per received event, right before
+    /// [`RelayPort::submit`].
+    fn check(&self, event: &Event, json_len: usize, forwarder: &[u8; 32]) -> Result<(), String>;
 
     /// Hands an event from a peer to the relay's ingest path (stored, or fanned out for
     /// ephemeral kinds). The outer future resolves once the event is queued, so events

@@ -10,8 +10,17 @@
 //!    policy and the ordinary ingest path.
 //!
 //! The peer does the same in the other direction, so after a partition heals both hold the
-//! union. The responder ([`answer`]) is stateless: each round rebuilds the window's
-//! inventory from the database, as negentropy allows.
+//! union.
+//!
+//! The relay's policy includes its rate limits (per author, per peer). A fetched event over
+//! them is not stored and not lost: it stays among the ids the peer holds and we do not, so the
+//! next session with that peer finds and fetches it again. [`Report::deferred`] counts such
+//! events, and a follow-up session runs after a pause while any were deferred
+//! ([`crate::catchups`]), so an honest federation heals even when a burst exceeds a node's
+//! limits.
+//!
+//! The responder ([`answer`]) is stateless: each round rebuilds the window's inventory from the
+//! database, as negentropy allows.
 
 use std::sync::Arc;
 
@@ -21,9 +30,10 @@ use nostr::{Event, JsonUtil as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::identity::wallet_of;
 use crate::metrics as m;
 use crate::network::MAX_SYNC_RESPONSE;
-use crate::port::{Ingested, RelayPort};
+use crate::port::{Ingested, RelayPort, is_rate_limited};
 
 /// Most ids asked for in one `Fetch`.
 pub const FETCH_BATCH: usize = 200;
@@ -78,6 +88,8 @@ pub struct Report {
     pub stored: usize,
     /// Ids we hold and the peer does not (it fetches them in its own session).
     pub offered: usize,
+    /// Events refused by the relay's rate limits: the next session offers them again.
+    pub deferred: usize,
 }
 
 /// Runs one catch-up session as initiator with `peer` over `[now - window, now + slack]`.
@@ -87,6 +99,7 @@ pub async fn catch_up(
     relay: &Arc<dyn RelayPort>,
     window_secs: u64,
 ) -> Result<Report, String> {
+    let wallet = wallet_of(&peer).ok_or_else(|| format!("peer {peer} has no wallet in its PeerId"))?;
     let now = nostr::Timestamp::now().as_secs();
     let since = now.saturating_sub(window_secs);
     // Events up to the relay's future tolerance are included; a few seconds more are harmless.
@@ -110,7 +123,7 @@ pub async fn catch_up(
             None => break,
         }
     }
-    let mut report = Report { needed: need.len(), offered: have.len(), stored: 0 };
+    let mut report = Report { needed: need.len(), offered: have.len(), ..Report::default() };
     let need: Vec<[u8; 32]> = need.into_iter().map(|id| *id).collect();
     for batch in need.chunks(FETCH_BATCH) {
         let events = match requester.ask(peer, SyncRequest::Fetch { ids: batch.to_vec() }).await? {
@@ -119,8 +132,9 @@ pub async fn catch_up(
         };
         let mut admitted = Vec::with_capacity(events.len());
         for json in events {
-            match admit(relay, &json, batch) {
+            match admit(relay, &json, batch, &wallet) {
                 Ok(event) => admitted.push(event),
+                Err(reason) if is_rate_limited(&reason) => report.deferred += 1,
                 Err(reason) => tracing::debug!(%peer, %reason, "catch-up: event from peer refused"),
             }
         }
@@ -137,17 +151,18 @@ pub async fn catch_up(
         }
     }
     metrics::counter!(m::SYNCED).increment(report.stored as u64);
+    metrics::counter!(m::SYNC_DEFERRED).increment(report.deferred as u64);
     Ok(report)
 }
 
 /// Checks a fetched event: one we asked for, valid id and signature, within the relay's policy.
-fn admit(relay: &Arc<dyn RelayPort>, json: &str, asked: &[[u8; 32]]) -> Result<Event, String> {
+fn admit(relay: &Arc<dyn RelayPort>, json: &str, asked: &[[u8; 32]], peer: &[u8; 32]) -> Result<Event, String> {
     let event = Event::from_json(json).map_err(|e| format!("invalid: not an event: {e}"))?;
     if !asked.contains(&event.id.to_bytes()) {
         return Err("invalid: an event that was not asked for".into());
     }
     event.verify().map_err(|e| format!("invalid: {e}"))?;
-    relay.check(&event, json.len())?;
+    relay.check(&event, json.len(), peer)?;
     Ok(event)
 }
 

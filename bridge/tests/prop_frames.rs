@@ -45,7 +45,7 @@ struct MemRelay {
 }
 
 impl RelayPort for MemRelay {
-    fn check(&self, _event: &Event, json_len: usize) -> Result<(), String> {
+    fn check(&self, _event: &Event, json_len: usize, _forwarder: &[u8; 32]) -> Result<(), String> {
         if json_len > self.max_json { Err("invalid: event too large".into()) } else { Ok(()) }
     }
     fn submit(&self, event: Event) -> BoxFuture<'static, Committing> {
@@ -347,7 +347,7 @@ fn catch_up_case(ours: Vec<Event>, theirs: Vec<Event>, lies: Vec<Lie>, outsider:
             }
         });
         let port: Arc<dyn RelayPort> = local.clone();
-        let peer = PeerId::random();
+        let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
         let result = sync::catch_up(peer, &Requester(tx), &port, 3600).await;
         peer_task.await.unwrap();
         let submitted = local.submitted.lock().unwrap().clone();

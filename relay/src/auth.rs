@@ -53,12 +53,12 @@ pub fn verify(
 }
 
 /// Whether `url` names this relay: the configured public URL if there is one, else the host
-/// (and port) the client connected to.
+/// (and port) the client connected to. With neither, nothing names this relay.
 pub fn names_relay(url: &str, relay_url: Option<&str>, host: Option<&str>) -> bool {
     match (relay_url, host) {
         (Some(expected), _) => same_relay(url, expected),
         (None, Some(host)) => url_host(url).eq_ignore_ascii_case(host),
-        (None, None) => true,
+        (None, None) => false,
     }
 }
 
@@ -68,9 +68,25 @@ fn url_host(url: &str) -> &str {
     rest.split(['/', '?', '#']).next().unwrap_or(rest)
 }
 
-fn same_relay(a: &str, b: &str) -> bool {
-    let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
-    norm(a) == norm(b)
+/// Whether two relay URLs name the same relay: scheme and host compared without case, a
+/// default port (80 for ws/http, 443 for wss/https) the same as none, trailing slashes ignored.
+pub fn same_relay(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}
+
+fn normalize(url: &str) -> String {
+    let url = url.trim();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => (String::new(), url),
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let authority = authority.to_ascii_lowercase();
+    let host = match (scheme.as_str(), authority.rsplit_once(':')) {
+        ("ws" | "http", Some((host, "80"))) | ("wss" | "https", Some((host, "443"))) => host,
+        _ => authority.as_str(),
+    };
+    format!("{scheme}://{host}{}", path.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -101,5 +117,18 @@ mod tests {
             .sign_with_keys(&keys)
             .unwrap();
         assert!(verify(&note, "abc", None, None).unwrap_err().contains("22242"));
+        // With neither a relay_url nor a Host header, no relay tag names this relay.
+        assert!(verify(&ev, "abc", None, None).unwrap_err().starts_with("invalid:"));
+    }
+
+    #[test]
+    fn relay_urls_compare_by_scheme_host_and_port() {
+        assert!(same_relay("wss://Relay.Example.com/", "wss://relay.example.com"));
+        assert!(same_relay("WSS://relay.example.com:443", "wss://relay.example.com/"));
+        assert!(same_relay("ws://127.0.0.1:80/", "ws://127.0.0.1"));
+        assert!(!same_relay("ws://relay.example.com", "wss://relay.example.com"));
+        assert!(!same_relay("wss://relay.example.com:444", "wss://relay.example.com"));
+        assert!(!same_relay("wss://relay.example.com.evil", "wss://relay.example.com"));
+        assert!(!same_relay("wss://relay.example.com/a", "wss://relay.example.com/b"));
     }
 }

@@ -23,8 +23,9 @@ pub struct Config {
     pub db: String,
     /// The relay's own Nostr secret key (hex), generated on first run if absent.
     pub key_file: PathBuf,
-    /// Public URL of this relay, checked in NIP-42 AUTH events (`relay` tag). When unset, any
-    /// URL whose host matches the Host header of the connection is accepted.
+    /// Public URL of this relay, checked in NIP-42 AUTH events (`relay` tag; when unset, any
+    /// URL whose host matches the Host header of the connection is accepted there) and in
+    /// NIP-62 requests to vanish (when unset, only `ALL_RELAYS` applies here).
     pub relay_url: Option<String>,
     pub info: InfoConfig,
     pub limits: LimitsConfig,
@@ -108,7 +109,14 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// EVENT messages per second from one IP (burst = the same number).
     pub events_per_sec_per_ip: u32,
-    /// EVENT messages per second from one author pubkey.
+    /// Events per second from one federation peer (keyed by its wallet; the peer's
+    /// counterpart of `events_per_sec_per_ip`). A peer forwards the events of all its clients
+    /// and of the nodes behind it, so keep this at least the federation's total event rate:
+    /// gossip drops the excess (counted in `relay_peer_events_refused_total`), and only a later
+    /// catch-up session brings it in.
+    pub events_per_sec_per_peer: u32,
+    /// Events per second from one author pubkey, whether from clients or federation peers.
+    /// Every node of a federation should allow at least what any node accepts from one author.
     pub events_per_sec_per_pubkey: u32,
     /// REQ and COUNT messages per second from one IP.
     pub reqs_per_sec_per_ip: u32,
@@ -142,6 +150,7 @@ impl Default for LimitsConfig {
             max_connections: 20_000,
             max_connections_per_ip: 256,
             events_per_sec_per_ip: 20_000,
+            events_per_sec_per_peer: 50_000,
             events_per_sec_per_pubkey: 10_000,
             reqs_per_sec_per_ip: 20_000,
             outbound_queue: 4096,

@@ -4,7 +4,8 @@
 //! Events a client got accepted go to the bridge through the writer's [`Mirror`] hand-off;
 //! events from peers come back through [`Port`], into the same ingest stage as a client's
 //! event (policy → writer → log → fan-out), so they are stored, logged and delivered to local
-//! subscribers like any other.
+//! subscribers like any other. The policy is a client's too, rate limits included, with the
+//! forwarding peer's wallet where a client is limited by IP (`Ingest::check_peer`).
 
 use std::sync::{Arc, Weak};
 
@@ -34,9 +35,9 @@ impl Port {
 const STOPPING: &str = "error: the relay is shutting down";
 
 impl RelayPort for Port {
-    fn check(&self, event: &Event, json_len: usize) -> Result<(), String> {
+    fn check(&self, event: &Event, json_len: usize, forwarder: &[u8; 32]) -> Result<(), String> {
         let state = self.state.upgrade().ok_or(STOPPING)?;
-        state.ingest.check_peer(event, json_len)
+        state.ingest.check_peer(event, json_len, forwarder)
     }
 
     // The outer future resolves once the event is queued (so peers' events keep their order),

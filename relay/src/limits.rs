@@ -1,5 +1,9 @@
 //! Abuse limits that span connections: connection counts (total and per IP) and rate limits
-//! (per IP and per author pubkey), with `governor`'s keyed GCRA limiters.
+//! (per IP, per federation peer and per author pubkey), with `governor`'s keyed GCRA limiters.
+//!
+//! Events from federation peers pass the same limits as a client's: the per-author limit is
+//! shared (an author's events count once per copy received, from a client or a peer), and the
+//! per-peer limit, keyed by the forwarding peer's wallet, takes the place of the per-IP one.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,9 +14,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
 
-/// Per-IP and per-pubkey rate limiters.
+/// Per-IP, per-peer and per-pubkey rate limiters.
 pub struct RateLimits {
     events_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keyed by the wallet of the federation peer that forwarded the event.
+    events_per_peer: DefaultKeyedRateLimiter<[u8; 32]>,
     events_per_pubkey: DefaultKeyedRateLimiter<[u8; 32]>,
     reqs_per_ip: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -25,6 +31,7 @@ impl RateLimits {
     pub fn new(cfg: &LimitsConfig) -> Self {
         Self {
             events_per_ip: RateLimiter::keyed(quota(cfg.events_per_sec_per_ip)),
+            events_per_peer: RateLimiter::keyed(quota(cfg.events_per_sec_per_peer)),
             events_per_pubkey: RateLimiter::keyed(quota(cfg.events_per_sec_per_pubkey)),
             reqs_per_ip: RateLimiter::keyed(quota(cfg.reqs_per_sec_per_ip)),
         }
@@ -32,6 +39,11 @@ impl RateLimits {
 
     pub fn event_from_ip(&self, ip: IpAddr) -> bool {
         self.events_per_ip.check_key(&ip).is_ok()
+    }
+
+    /// An event forwarded by the federation peer with this wallet.
+    pub fn event_from_peer(&self, wallet: [u8; 32]) -> bool {
+        self.events_per_peer.check_key(&wallet).is_ok()
     }
 
     pub fn event_by_author(&self, pubkey: [u8; 32]) -> bool {
@@ -45,9 +57,11 @@ impl RateLimits {
     /// Forgets keys whose buckets are full again; call periodically to bound memory.
     pub fn forget_idle(&self) {
         self.events_per_ip.retain_recent();
+        self.events_per_peer.retain_recent();
         self.events_per_pubkey.retain_recent();
         self.reqs_per_ip.retain_recent();
         self.events_per_ip.shrink_to_fit();
+        self.events_per_peer.shrink_to_fit();
         self.events_per_pubkey.shrink_to_fit();
         self.reqs_per_ip.shrink_to_fit();
     }
@@ -140,5 +154,14 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let allowed = (0..10).filter(|_| rl.event_from_ip(ip)).count();
         assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn peers_are_limited_by_wallet() {
+        let cfg = LimitsConfig { events_per_sec_per_peer: 2, ..Default::default() };
+        let rl = RateLimits::new(&cfg);
+        let allowed = (0..10).filter(|_| rl.event_from_peer([1; 32])).count();
+        assert_eq!(allowed, 2);
+        assert!(rl.event_from_peer([2; 32]), "another peer has its own budget");
     }
 }

@@ -14,6 +14,7 @@ pub const QUERY_SECONDS: &str = "relay_query_seconds";
 pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
 pub const EVENTS_RECEIVED_FROM_PEERS: &str = "relay_events_received_from_peers_total";
+pub const PEER_EVENTS_REFUSED: &str = "relay_peer_events_refused_total";
 pub const MIRROR_DROPPED: &str = "relay_mirror_dropped_total";
 pub const PG_LISTENER_RECONNECTS: &str = "relay_pg_listener_reconnects_total";
 pub const PG_EVENTS_FROM_OTHERS: &str = "relay_pg_events_from_other_processes_total";
@@ -48,6 +49,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
     metrics::describe_counter!(EVENTS_RECEIVED_FROM_PEERS, "Events received from federation peers (bridge)");
+    metrics::describe_counter!(
+        PEER_EVENTS_REFUSED,
+        "Events from federation peers refused by this relay's policy, by reason (rate-limited, vanish, invalid, blocked)"
+    );
     metrics::describe_counter!(MIRROR_DROPPED, "Accepted client events not handed to the bridge (queue full)");
     metrics::describe_counter!(PG_LISTENER_RECONNECTS, "PostgreSQL LISTEN connections re-established");
     metrics::describe_counter!(PG_EVENTS_FROM_OTHERS, "Stored events of other processes read for live delivery");
@@ -58,6 +63,16 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// Reasons (OK message prefixes) an event is rejected for: the `reason` label values.
 pub const REJECT_REASONS: &[&str] =
     &["invalid", "blocked", "rate-limited", "duplicate", "auth-required", "restricted", "error"];
+
+/// Why an event from a federation peer was refused: the `reason` label values of
+/// [`PEER_EVENTS_REFUSED`]. `vanish` is a request to vanish addressed to another relay.
+pub const PEER_REFUSE_REASONS: &[&str] = &["rate-limited", "vanish", "invalid", "blocked"];
+
+/// The [`PEER_REFUSE_REASONS`] label for a refusal message (by its NIP-01 prefix).
+pub fn peer_refuse_reason(message: &str) -> &'static str {
+    let prefix = message.split(':').next().unwrap_or_default();
+    PEER_REFUSE_REASONS.iter().find(|r| **r == prefix).copied().unwrap_or("invalid")
+}
 
 /// Why a connection was closed for not reading its output: the `reason` label values of
 /// [`SLOW_READERS`].
@@ -80,6 +95,9 @@ fn register_all() {
     }
     for reason in REJECT_REASONS {
         metrics::counter!(EVENTS_REJECTED, "reason" => *reason).absolute(0);
+    }
+    for reason in PEER_REFUSE_REASONS {
+        metrics::counter!(PEER_EVENTS_REFUSED, "reason" => *reason).absolute(0);
     }
     for reason in SLOW_READER_REASONS {
         metrics::counter!(SLOW_READERS, "reason" => *reason).absolute(0);

@@ -487,4 +487,138 @@ async fn registry_outage_keeps_the_last_good_set() {
     assert!(holds(&rb, &event.id, PROPAGATION).await);
 }
 
-backend_tests!(partition_heals_with_catch_up);
+/// A's and B's public URLs in the vanish tests (C has none configured).
+const A_URL: &str = "wss://a.example.com";
+const B_URL: &str = "wss://b.example.com";
+
+/// `node`'s config with a top-level `relay_url` and extra sections appended.
+fn config_with(node: &Node, network: &str, registry: &str, relay_url: Option<&str>, extra: &str) -> String {
+    let url = relay_url.map(|u| format!("relay_url = \"{u}\"\n")).unwrap_or_default();
+    format!("{url}{}\n{extra}", node.config(network, registry, &[]))
+}
+
+/// The ids of `author`'s DePHY events that `relay` stores.
+async fn ids_by(relay: &Relay, author: &Keys) -> Vec<String> {
+    let mut conn = relay.connect().await;
+    sorted(conn.req_ids("by", &[json!({"authors": [pk(author)], "kinds": [DEPHY_KIND], "limit": 1000})]).await)
+}
+
+/// NIP-62 across the federation: a request to vanish is applied where it is addressed (this
+/// relay's `relay_url`, or `ALL_RELAYS`), never merely because a peer mirrored it; a client's
+/// request naming another relay, or the Host when no `relay_url` is configured, is refused.
+async fn vanish_requests_apply_only_where_addressed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "c"));
+    let reg = static_registry(&[&a, &b, &c]);
+    let (_da, ra) = start(backend, &a, &config_with(&a, "vanish", &reg, Some(A_URL), "")).await;
+    let (_db, rb) = start(backend, &b, &config_with(&b, "vanish", &reg, Some(B_URL), "")).await;
+    let (_dc, rc) = start(backend, &c, &config_with(&c, "vanish", &reg, None, "")).await;
+    for r in [&ra, &rb, &rc] {
+        wait_peers(r, 2).await;
+    }
+    let (alice, bob) = (Keys::generate(), Keys::generate());
+    let t = now() - 60;
+    let notes = |keys: &Keys| -> Vec<Event> {
+        (0..3).map(|n| dephy(keys, &format!("note {n}"), &[&["s", "vanish-test"]], t + n)).collect()
+    };
+    let (alice_notes, bob_notes) = (notes(&alice), notes(&bob));
+    let (mut on_a, mut on_b) = (ra.connect().await, rb.connect().await);
+    for e in &alice_notes {
+        on_a.publish_ok(e).await;
+    }
+    for e in &bob_notes {
+        on_b.publish_ok(e).await;
+    }
+    let alice_ids = sorted(alice_notes.iter().map(|e| e.id.to_hex()).collect());
+    for r in [&ra, &rb, &rc] {
+        for e in alice_notes.iter().chain(&bob_notes) {
+            assert!(holds(r, &e.id, PROPAGATION).await, "{} did not get {}", r.port, e.id);
+        }
+    }
+
+    // (a) Addressed to A (its relay_url, spelled differently): applied on A; mirrored to B
+    // (another relay_url) and C (no relay_url), refused there, and alice's events stay.
+    let to_a = sign(&alice, 62, "bye A", &[&["relay", "WSS://A.example.com:443/"]], Some(t + 10));
+    on_a.publish_ok(&to_a).await;
+    assert!(ids_by(&ra, &alice).await.is_empty(), "A applied the request addressed to it");
+    // A's gossip reaches each peer in order: once this marker is there, so was the request.
+    let marker = dephy(&Keys::generate(), "marker", &[], now());
+    on_a.publish_ok(&marker).await;
+    for r in [&rb, &rc] {
+        assert!(holds(r, &marker.id, PROPAGATION).await, "relay {} did not get the marker", r.port);
+        assert_eq!(ids_by(r, &alice).await, alice_ids, "relay {} applied a request addressed to A", r.port);
+        assert!(!holds(r, &to_a.id, Duration::from_millis(300)).await, "the refused request is not stored");
+        let refused = metric(r, "relay_peer_events_refused_total{reason=\"vanish\"}").await;
+        assert_eq!(refused, 1.0, "relay {} counts the refused request; log:\n{}", r.port, r.log_tail(30));
+        assert!(r.log_tail(50).contains("event from a federation peer refused"), "{}", r.log_tail(50));
+    }
+
+    // (b) ALL_RELAYS, published on B: applied everywhere.
+    let to_all = sign(&bob, 62, "bye all", &[&["relay", "ALL_RELAYS"]], Some(t + 10));
+    on_b.publish_ok(&to_all).await;
+    for r in [&ra, &rb, &rc] {
+        assert!(holds(r, &to_all.id, PROPAGATION).await, "relay {} did not store the ALL_RELAYS request", r.port);
+        assert!(ids_by(r, &bob).await.is_empty(), "relay {} kept bob's events", r.port);
+    }
+    // Alice's events elsewhere are untouched by bob's request.
+    assert_eq!(ids_by(&rc, &alice).await, alice_ids);
+
+    // (c) A client's request naming another relay, or (without relay_url) the Host it connected
+    // to, is refused with what to do instead.
+    let carol = Keys::generate();
+    let to_c_host = sign(&carol, 62, "", &[&["relay", &rc.url()]], None);
+    let msg = rc.connect().await.publish_refused(&to_c_host, "invalid:").await;
+    assert!(msg.contains("relay_url") && msg.contains("ALL_RELAYS"), "{msg}");
+    let to_a_on_b = sign(&carol, 62, "", &[&["relay", A_URL]], None);
+    let msg = on_b.publish_refused(&to_a_on_b, "invalid:").await;
+    assert!(msg.contains(B_URL) && msg.contains("ALL_RELAYS"), "{msg}");
+    let to_a_host = sign(&carol, 62, "", &[&["relay", &ra.url()]], None);
+    on_a.publish_refused(&to_a_host, "invalid:").await;
+}
+
+/// Events from peers pass the author rate limit like a client's: B (5 events/s per author)
+/// refuses most of a 30-event burst of one author that A accepted, lets another author's
+/// events through, and gets the refused ones later by catch-up, so nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_events_are_rate_limited_by_author_and_caught_up_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    let reg = static_registry(&[&a, &b]);
+    let (_da, ra) = start(Backend::Sqlite, &a, &config_with(&a, "limits", &reg, None, "")).await;
+    let strict = "[limits]\nevents_per_sec_per_pubkey = 5\n";
+    let (_db, rb) = start(Backend::Sqlite, &b, &config_with(&b, "limits", &reg, None, strict)).await;
+    wait_peers(&ra, 1).await;
+    wait_peers(&rb, 1).await;
+
+    let (flood, quiet) = (Keys::generate(), Keys::generate());
+    let machine = pk(&Keys::generate());
+    let burst: Vec<Event> = (0..30).map(|n| dephy_event(&flood, &machine, n)).collect();
+    let others: Vec<Event> = (0..3).map(|n| dephy_event(&quiet, &machine, n)).collect();
+    // The other author's events in the middle of the burst.
+    let sent: Vec<&Event> = burst[..15].iter().chain(&others).chain(&burst[15..]).collect();
+    for (ok, msg) in ra.connect().await.publish_pipelined(sent).await {
+        assert!(ok, "A refused: {msg}");
+    }
+    let burst_ids = sorted(burst.iter().map(|e| e.id.to_hex()).collect());
+    assert_eq!(ids_by(&ra, &flood).await, burst_ids, "A keeps the whole burst");
+
+    let refused = eventually(PROPAGATION, || async {
+        metric(&rb, "relay_peer_events_refused_total{reason=\"rate-limited\"}").await >= 1.0
+    })
+    .await;
+    assert!(refused, "B did not rate-limit the burst; log:\n{}", rb.log_tail(30));
+    assert!(metric(&rb, "dephy_bridge_received_total{result=\"rate_limited\"}").await >= 1.0);
+    assert!(rb.log_tail(80).contains("too many events from this author"), "{}", rb.log_tail(80));
+    for e in &others {
+        assert!(holds(&rb, &e.id, PROPAGATION).await, "another author's event was held back");
+    }
+    assert_eq!(metric(&ra, "relay_peer_events_refused_total").await, 0.0, "A refused nothing");
+
+    // Nothing is lost: follow-up catch-up sessions fetch the refused events as the limit refills.
+    let healed = eventually(Duration::from_secs(90), || async { ids_by(&rb, &flood).await == burst_ids }).await;
+    assert!(healed, "B holds {} of 30; log:\n{}", ids_by(&rb, &flood).await.len(), rb.log_tail(40));
+    assert!(metric(&rb, "dephy_bridge_synced_events_total").await >= 1.0, "the excess came by catch-up");
+    assert!(metric(&rb, "dephy_bridge_sync_deferred_events_total").await >= 1.0);
+}
+
+backend_tests!(partition_heals_with_catch_up, vanish_requests_apply_only_where_addressed);

@@ -209,7 +209,7 @@ async fn log_api_rejects_bad_parameters(backend: Backend) {
 }
 
 async fn nip62_vanish_keeps_leaves(backend: Backend) {
-    let (_db, relay) = Relay::start(backend, "").await;
+    let (_db, relay) = Relay::start(backend, "relay_url = \"wss://relay.example.com\"\n").await;
     let mut c = relay.connect().await;
     let (alice, bob) = (Keys::generate(), Keys::generate());
     let t = now() - 100;
@@ -220,10 +220,10 @@ async fn nip62_vanish_keeps_leaves(backend: Backend) {
     }
     let size_before = get(&relay, "/log/entries?start=0&end=10").await.1["tree_size"].as_u64().unwrap();
 
-    // A request naming another relay is refused; one naming this relay is honoured.
+    // A request naming another relay is refused; one naming this relay's relay_url is honoured.
     let elsewhere = sign(&alice, 62, "", &[&["relay", "wss://elsewhere.example"]], Some(t + 10));
     c.publish_refused(&elsewhere, "invalid:").await;
-    let vanish = sign(&alice, 62, "bye", &[&["relay", &relay.url()]], Some(t + 10));
+    let vanish = sign(&alice, 62, "bye", &[&["relay", "wss://relay.example.com/"]], Some(t + 10));
     c.publish_ok(&vanish).await;
 
     let left = c.req_ids("all", &[json!({"kinds": [DEPHY_KIND]})]).await;

@@ -1,7 +1,9 @@
 //! The ingest stage: everything between a parsed EVENT and the writer queue.
 //!
-//! `verify` (id and signature) → `policy` (limits, expiry, auth, NIP-70, rate limits) →
-//! ephemeral events go straight to fan-out; the rest are queued for group commit.
+//! `verify` (id and signature) → `policy` (limits, expiry, auth, NIP-62 scope, NIP-70, rate
+//! limits) → ephemeral events go straight to fan-out; the rest are queued for group commit.
+//! Events from federation peers take the same path ([`Ingest::check_peer`], then
+//! [`Ingest::submit_peer`]), with the forwarding peer's wallet in place of the client's IP.
 
 pub mod policy;
 pub mod verify;
@@ -9,6 +11,7 @@ pub mod verify;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use nostr::{Event, PublicKey};
 use tokio::sync::{mpsc, oneshot};
@@ -41,8 +44,6 @@ impl Submitted {
 pub struct Sender<'a> {
     pub ip: IpAddr,
     pub authed: &'a HashSet<PublicKey>,
-    /// The HTTP Host the client connected to.
-    pub host: Option<&'a str>,
 }
 
 /// The shared ingest stage.
@@ -54,6 +55,26 @@ pub struct Ingest {
     store: Store,
     /// Federation: where accepted client events go to be published to peers.
     mirror: Option<Mirror>,
+    /// Throttles the log lines of refused peer events.
+    refusal_log: LogThrottle,
+}
+
+/// Seconds between two log lines about refused peer events (a peer may send thousands).
+pub const REFUSAL_LOG_SECS: i64 = 10;
+
+/// Lets one log line through per [`REFUSAL_LOG_SECS`].
+#[derive(Default)]
+struct LogThrottle {
+    last: AtomicI64,
+}
+
+impl LogThrottle {
+    fn ready(&self) -> bool {
+        let now = crate::store::now_secs();
+        let last = self.last.load(Ordering::Relaxed);
+        now - last >= REFUSAL_LOG_SECS
+            && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
 }
 
 impl Ingest {
@@ -65,7 +86,7 @@ impl Ingest {
         store: Store,
         mirror: Option<Mirror>,
     ) -> Self {
-        Self { cfg, rates, writer, fanout, store, mirror }
+        Self { cfg, rates, writer, fanout, store, mirror, refusal_log: LogThrottle::default() }
     }
 
     /// Checks an event and hands it on; see [`Submitted`].
@@ -87,7 +108,7 @@ impl Ingest {
         if let Err(msg) = policy::check_auth(&event, from.authed, &self.cfg.auth) {
             return Submitted::reject(msg);
         }
-        if let Err(msg) = policy::check_vanish(&event, self.cfg.relay_url.as_deref(), from.host) {
+        if let Err(msg) = policy::check_vanish(&event, self.cfg.relay_url.as_deref()) {
             return Submitted::reject(msg);
         }
         if !self.rates.event_by_author(event.pubkey.to_bytes()) {
@@ -119,14 +140,48 @@ impl Ingest {
     }
 
     /// The write policy for an event from a federation peer, whose id and signature the
-    /// bridge has verified: size and content limits, created_at window, expiry, vanish
-    /// requests. Protected events (NIP-70) are not mirrored: only their author may publish them.
-    pub fn check_peer(&self, event: &Event, raw_len: usize) -> Result<(), String> {
-        policy::check_size(raw_len, &self.cfg.limits)?;
-        policy::check_event(event, crate::store::now_secs(), &self.cfg.limits)?;
-        policy::check_vanish(event, self.cfg.relay_url.as_deref(), None)?;
+    /// bridge has verified; `peer` is the wallet of the peer that forwarded it. The same as a
+    /// client's event passes, in the same order: the per-peer rate limit (in place of the
+    /// per-IP one), size and content limits, created_at window, expiry, the scope of a request
+    /// to vanish (only `ALL_RELAYS` or this relay's `relay_url`, see
+    /// [`policy::check_vanish`]), then the per-author rate limit, shared with clients. Protected
+    /// events (NIP-70) are not mirrored: only their author may publish them. NIP-42 does not
+    /// apply: the peer is authenticated by the registry instead.
+    ///
+    /// A refusal is counted in `relay_peer_events_refused_total` by reason and logged (at most
+    /// one line per [`REFUSAL_LOG_SECS`]); the bridge drops the event without penalising the peer.
+    /// What becomes of an event refused by a rate limit is the bridge's concern: gossip drops
+    /// it, catch-up fetches it again in a later session (see `dephy_bridge::sync`).
+    pub fn check_peer(&self, event: &Event, raw_len: usize, peer: &[u8; 32]) -> Result<(), String> {
+        let result = self.peer_policy(event, raw_len, peer);
+        if let Err((reason, message)) = &result {
+            metrics::counter!(m::PEER_EVENTS_REFUSED, "reason" => *reason).increment(1);
+            if self.refusal_log.ready() {
+                tracing::warn!(
+                    peer = %bs58::encode(peer).into_string(),
+                    author = %event.pubkey,
+                    id = %event.id,
+                    %message,
+                    "event from a federation peer refused (further refusals in the next {REFUSAL_LOG_SECS} s are only counted)"
+                );
+            }
+        }
+        result.map_err(|(_, message)| message)
+    }
+
+    fn peer_policy(&self, event: &Event, raw_len: usize, peer: &[u8; 32]) -> Result<(), (&'static str, String)> {
+        let prefixed = |message: String| (m::peer_refuse_reason(&message), message);
+        if !self.rates.event_from_peer(*peer) {
+            return Err(("rate-limited", "rate-limited: too many events from this peer".into()));
+        }
+        policy::check_size(raw_len, &self.cfg.limits).map_err(prefixed)?;
+        policy::check_event(event, crate::store::now_secs(), &self.cfg.limits).map_err(prefixed)?;
+        policy::check_vanish(event, self.cfg.relay_url.as_deref()).map_err(|message| ("vanish", message))?;
         if event.is_protected() {
-            return Err("blocked: protected events (NIP-70) are not mirrored".into());
+            return Err(("blocked", "blocked: protected events (NIP-70) are not mirrored".into()));
+        }
+        if !self.rates.event_by_author(event.pubkey.to_bytes()) {
+            return Err(("rate-limited", "rate-limited: too many events from this author".into()));
         }
         Ok(())
     }

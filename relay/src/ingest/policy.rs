@@ -40,17 +40,33 @@ pub fn check_event(event: &Event, now: i64, l: &LimitsConfig) -> Result<(), Stri
     Ok(())
 }
 
-/// NIP-62: a request to vanish must name this relay (`relay_url`, or else the host the client
-/// connected to) or `ALL_RELAYS` in a `relay` tag.
-pub fn check_vanish(event: &Event, relay_url: Option<&str>, host: Option<&str>) -> Result<(), String> {
+/// The NIP-62 `relay` tag value that names every relay.
+pub const ALL_RELAYS: &str = "ALL_RELAYS";
+
+/// NIP-62: a request to vanish applies here only if a `relay` tag names `ALL_RELAYS` or this
+/// relay's configured `relay_url` (compared by scheme, host and port, see
+/// [`crate::auth::same_relay`]); without a `relay_url`, only `ALL_RELAYS`. The Host header a
+/// client connected with does not count, and neither does anything about a federation peer:
+/// a request mirrored from a peer names the relay it was addressed to, which is seldom this one.
+pub fn check_vanish(event: &Event, relay_url: Option<&str>) -> Result<(), String> {
     if event.kind != Kind::from(62u16) {
         return Ok(());
     }
     let names_us = event.tags.iter().any(|t| match t.as_slice() {
-        [n, v, ..] if n == "relay" => v == "ALL_RELAYS" || crate::auth::names_relay(v, relay_url, host),
+        [n, v, ..] if n == "relay" => v == ALL_RELAYS || relay_url.is_some_and(|url| crate::auth::same_relay(v, url)),
         _ => false,
     });
-    if names_us { Ok(()) } else { Err("invalid: request to vanish does not name this relay (relay tag)".into()) }
+    match (names_us, relay_url) {
+        (true, _) => Ok(()),
+        (false, Some(url)) => Err(format!(
+            "invalid: this request to vanish does not name this relay; to apply it here, tag it \
+             [\"relay\", \"{url}\"] or [\"relay\", \"{ALL_RELAYS}\"]"
+        )),
+        (false, None) => Err(format!(
+            "invalid: this request to vanish does not name this relay; this relay has no relay_url \
+             configured, so only [\"relay\", \"{ALL_RELAYS}\"] applies here"
+        )),
+    }
 }
 
 /// NIP-42 write requirement and NIP-70 protected events.
@@ -101,5 +117,32 @@ mod tests {
         let others = HashSet::from([other.public_key()]);
         assert!(check_auth(&ev, &others, &a).unwrap_err().starts_with("restricted:"));
         assert!(check_auth(&ev, &HashSet::from([author.public_key()]), &a).is_ok());
+    }
+
+    #[test]
+    fn vanish_requests_apply_only_to_this_relay_or_all_relays() {
+        let keys = Keys::generate();
+        let vanish = |relay: &str| {
+            EventBuilder::new(Kind::from(62u16), "")
+                .tags([Tag::parse(["relay", relay]).unwrap()])
+                .sign_with_keys(&keys)
+                .unwrap()
+        };
+        let here = Some("wss://a.example.com");
+        assert!(check_vanish(&vanish("wss://A.example.com/"), here).is_ok());
+        assert!(check_vanish(&vanish(ALL_RELAYS), here).is_ok());
+        assert!(check_vanish(&vanish(ALL_RELAYS), None).is_ok());
+        let err = check_vanish(&vanish("wss://b.example.com"), here).unwrap_err();
+        assert!(
+            err.starts_with("invalid:") && err.contains("wss://a.example.com") && err.contains(ALL_RELAYS),
+            "{err}"
+        );
+        // Without a relay_url, a URL (even of the host the client connected to) does not name us.
+        let err = check_vanish(&vanish("ws://127.0.0.1:8000"), None).unwrap_err();
+        assert!(err.starts_with("invalid:") && err.contains("relay_url") && err.contains(ALL_RELAYS), "{err}");
+        let untagged = EventBuilder::new(Kind::from(62u16), "").sign_with_keys(&keys).unwrap();
+        assert!(check_vanish(&untagged, None).is_err());
+        let note = EventBuilder::text_note("x").sign_with_keys(&keys).unwrap();
+        assert!(check_vanish(&note, None).is_ok());
     }
 }

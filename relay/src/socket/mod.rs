@@ -257,7 +257,7 @@ impl Connection {
         match msg {
             ClientMessage::Event { event, raw_len } => {
                 let id = event.id;
-                let from = ingest::Sender { ip: self.ip, authed: &self.authed, host: self.host.as_deref() };
+                let from = ingest::Sender { ip: self.ip, authed: &self.authed };
                 match self.state.ingest.submit(event, raw_len, from).await {
                     Submitted::Done { accepted, message } => {
                         send(self.write_timeout, sink, out::ok(&id.to_hex(), accepted, &message)).await
