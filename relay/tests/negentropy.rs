@@ -181,7 +181,7 @@ async fn js_client_learns_exact_set_differences(backend: Backend) {
     let authors = [Keys::generate(), Keys::generate(), Keys::generate()];
     let base = now() - 10_000;
     let make = |i: u64| {
-        let kind = if i % 3 == 0 { 1 } else { DEPHY_KIND };
+        let kind = if i.is_multiple_of(3) { 1 } else { DEPHY_KIND };
         // Every created_at is shared by four events: ties are ordered by id.
         sign(&authors[(i % 3) as usize], kind, &format!("e{i}"), &[&["s", "sync"]], Some(base + i / 4))
     };
