@@ -2,7 +2,8 @@
 //!
 //! Every byte a connection holds on the way to its client is charged here: live events in its
 //! outbound queue (charged by the fan-out stage when queued, released by the socket task once
-//! written) and the batch of stored results it is writing. A connection whose live queue alone
+//! written), the batch of stored results it is writing, and the state its NIP-77 negentropy
+//! sessions keep between messages (their `(created_at, id)` records). A connection whose live queue alone
 //! passes `max_output_bytes_per_connection` is closed as a slow reader. When the total over all
 //! connections passes `max_output_bytes_total`, the connections holding the most are closed
 //! first, until what the others hold fits again; connections already closing are counted as
@@ -25,6 +26,8 @@ pub const TOTAL_REASON: &str = "relay output budget exhausted: your connection h
 pub struct Usage {
     live: AtomicUsize,
     page: AtomicUsize,
+    /// Session state kept for the client (negentropy records).
+    held: AtomicUsize,
     closing: AtomicBool,
     reason: Mutex<Option<String>>,
     /// Cancelled when the connection must be closed (slow reader, budget).
@@ -34,7 +37,7 @@ pub struct Usage {
 impl Usage {
     /// Bytes charged to this connection.
     pub fn bytes(&self) -> usize {
-        self.live.load(Ordering::SeqCst) + self.page.load(Ordering::SeqCst)
+        self.live.load(Ordering::SeqCst) + self.page.load(Ordering::SeqCst) + self.held.load(Ordering::SeqCst)
     }
 
     /// Why the connection was told to close, if it was.
@@ -86,7 +89,8 @@ impl Budget {
     /// dropped). Called once nothing can charge it any more.
     pub fn close(&self, id: u64) {
         if let Some(u) = self.conns.lock().expect("budget lock").remove(&id) {
-            let held = u.live.swap(0, Ordering::SeqCst) + u.page.swap(0, Ordering::SeqCst);
+            let held =
+                u.live.swap(0, Ordering::SeqCst) + u.page.swap(0, Ordering::SeqCst) + u.held.swap(0, Ordering::SeqCst);
             self.sub_total(held);
         }
     }
@@ -119,6 +123,20 @@ impl Budget {
 
     pub fn release_page(&self, u: &Usage, n: usize) {
         u.page.fetch_sub(n, Ordering::SeqCst);
+        self.sub_total(n);
+    }
+
+    /// Charges session state `u` keeps for its client (negentropy records). Like a stored
+    /// batch it counts towards the total, so the connection holding the most goes first.
+    pub fn charge_held(&self, u: &Usage, n: usize) {
+        u.held.fetch_add(n, Ordering::SeqCst);
+        self.add_total(n);
+        self.check_total();
+    }
+
+    /// Releases session state; only before [`Budget::close`] (which releases whatever is left).
+    pub fn release_held(&self, u: &Usage, n: usize) {
+        u.held.fetch_sub(n, Ordering::SeqCst);
         self.sub_total(n);
     }
 
@@ -205,5 +223,21 @@ mod tests {
         // Past the budget without big: the largest remaining (mid, 350) goes.
         b.charge_live(&small, 500);
         assert!(!mid.is_closing() && small.is_closing(), "small now holds 800, the most");
+    }
+
+    #[test]
+    fn held_session_state_counts_towards_the_total_not_the_live_limit() {
+        let b = Budget::new(100, 1000);
+        let (a, c) = (b.open(1), b.open(2));
+        b.charge_held(&a, 600);
+        assert!(!a.is_closing(), "held state is not a live queue");
+        b.charge_live(&c, 50);
+        b.charge_held(&a, 400); // total 1050: a holds the most
+        assert!(a.is_closing() && !c.is_closing());
+        b.release_held(&a, 1000);
+        assert_eq!(a.bytes(), 0);
+        b.close(1);
+        b.close(2);
+        assert_eq!(b.total(), 0);
     }
 }

@@ -130,6 +130,17 @@ pub struct LimitsConfig {
     pub max_output_bytes_total: usize,
     /// A write to a client blocked longer than this closes the connection (slow reader).
     pub write_timeout_secs: u64,
+    /// NIP-77 negentropy sessions open at once on one connection (`NEG-OPEN`).
+    pub max_negentropy_sessions: usize,
+    /// Most records (events matching the filter) one `NEG-OPEN` may reconcile; past it the
+    /// session is refused (`NEG-ERR "blocked: too many records, ..."`). About 40 bytes each
+    /// are held while the session is open, counted in the connection's output budget.
+    pub max_negentropy_records: usize,
+    /// Frame size limit of the relay's negentropy messages, bytes before hex encoding (the
+    /// `NEG-MSG` text is about twice as long); at least 4096.
+    pub negentropy_frame_bytes: usize,
+    /// A negentropy session without a `NEG-MSG` for this long is closed (`NEG-ERR "closed: ..."`).
+    pub negentropy_idle_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -157,6 +168,10 @@ impl Default for LimitsConfig {
             max_output_bytes_per_connection: 4 * 1024 * 1024,
             max_output_bytes_total: 256 * 1024 * 1024,
             write_timeout_secs: 30,
+            max_negentropy_sessions: 4,
+            max_negentropy_records: 500_000,
+            negentropy_frame_bytes: 64 * 1024,
+            negentropy_idle_secs: 60,
         }
     }
 }
@@ -232,4 +247,22 @@ impl Config {
         })?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
+
+    /// Checks values that parse but cannot work; the error names the key and what to set.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        if l.negentropy_frame_bytes < MIN_NEGENTROPY_FRAME {
+            anyhow::bail!(
+                "limits.negentropy_frame_bytes = {} is too small: negentropy needs at least {MIN_NEGENTROPY_FRAME} bytes per frame",
+                l.negentropy_frame_bytes
+            );
+        }
+        if l.negentropy_idle_secs == 0 {
+            anyhow::bail!("limits.negentropy_idle_secs must be at least 1 (seconds a NEG session may stay idle)");
+        }
+        Ok(())
+    }
 }
+
+/// Smallest negentropy frame size limit the protocol implementation accepts.
+pub const MIN_NEGENTROPY_FRAME: usize = 4096;

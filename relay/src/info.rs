@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 
 /// NIPs implemented by this relay.
-pub const SUPPORTED_NIPS: &[u16] = &[1, 9, 11, 40, 42, 45, 62, 70];
+pub const SUPPORTED_NIPS: &[u16] = &[1, 9, 11, 40, 42, 45, 62, 70, 77];
 
 /// `anchor_pubkey`: the Solana address that anchors checkpoints, when anchoring is configured.
 pub fn document(cfg: &Config, pubkey_hex: &str, anchor_pubkey: Option<&str>) -> Value {

@@ -18,6 +18,10 @@ pub const PEER_EVENTS_REFUSED: &str = "relay_peer_events_refused_total";
 pub const MIRROR_DROPPED: &str = "relay_mirror_dropped_total";
 pub const PG_LISTENER_RECONNECTS: &str = "relay_pg_listener_reconnects_total";
 pub const PG_EVENTS_FROM_OTHERS: &str = "relay_pg_events_from_other_processes_total";
+pub const NEG_OPENED: &str = "relay_negentropy_sessions_opened_total";
+pub const NEG_REFUSED: &str = "relay_negentropy_sessions_refused_total";
+pub const NEG_SESSIONS: &str = "relay_negentropy_sessions";
+pub const NEG_RECORDS: &str = "relay_negentropy_records";
 
 /// Installs the global recorder; the handle renders the text exposition format.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -56,6 +60,13 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(MIRROR_DROPPED, "Accepted client events not handed to the bridge (queue full)");
     metrics::describe_counter!(PG_LISTENER_RECONNECTS, "PostgreSQL LISTEN connections re-established");
     metrics::describe_counter!(PG_EVENTS_FROM_OTHERS, "Stored events of other processes read for live delivery");
+    metrics::describe_counter!(NEG_OPENED, "NIP-77 negentropy sessions opened (NEG-OPEN answered with NEG-MSG)");
+    metrics::describe_counter!(
+        NEG_REFUSED,
+        "NIP-77 sessions refused or ended with NEG-ERR, by reason (auth_required, rate_limited, too_many_sessions, too_many_records, invalid, idle, closed, error)"
+    );
+    metrics::describe_gauge!(NEG_SESSIONS, "NIP-77 negentropy sessions open over all connections");
+    metrics::describe_gauge!(NEG_RECORDS, "Records (created_at, id) held by open negentropy sessions");
     register_all();
     Ok(handle)
 }
@@ -78,6 +89,11 @@ pub fn peer_refuse_reason(message: &str) -> &'static str {
 /// [`SLOW_READERS`].
 pub const SLOW_READER_REASONS: &[&str] = &["queue_full", "connection_budget", "total_budget", "write_timeout"];
 
+/// Why a negentropy session was refused or ended with NEG-ERR: the `reason` label values of
+/// [`NEG_REFUSED`] (`closed`: a NEG-MSG for no open session).
+pub const NEG_REFUSED_REASONS: &[&str] =
+    &["auth_required", "rate_limited", "too_many_sessions", "too_many_records", "invalid", "idle", "closed", "error"];
+
 /// Creates every series with a zero value, so `/metrics` lists them all from start.
 fn register_all() {
     for name in [
@@ -90,6 +106,7 @@ fn register_all() {
         MIRROR_DROPPED,
         PG_LISTENER_RECONNECTS,
         PG_EVENTS_FROM_OTHERS,
+        NEG_OPENED,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -102,7 +119,12 @@ fn register_all() {
     for reason in SLOW_READER_REASONS {
         metrics::counter!(SLOW_READERS, "reason" => *reason).absolute(0);
     }
+    for reason in NEG_REFUSED_REASONS {
+        metrics::counter!(NEG_REFUSED, "reason" => *reason).absolute(0);
+    }
     metrics::gauge!(CONNECTIONS).set(0.0);
+    metrics::gauge!(NEG_SESSIONS).set(0.0);
+    metrics::gauge!(NEG_RECORDS).set(0.0);
     metrics::gauge!(OUTPUT_BYTES).set(0.0);
     for name in [QUERY_SECONDS, WRITE_BATCH_SIZE] {
         // A registered histogram renders its (empty) buckets, `_sum` and `_count`.

@@ -21,6 +21,13 @@ pub enum ClientMessage {
     Close { sub_id: String },
     /// `["AUTH", <event>]` (NIP-42)
     Auth { event: Box<Event> },
+    /// `["NEG-OPEN", <sub id>, <filter>, <hex message>]` (NIP-77): the client's first
+    /// negentropy message over the events matching `filter`.
+    NegOpen { sub_id: String, filter: Box<Filter>, msg: Vec<u8> },
+    /// `["NEG-MSG", <sub id>, <hex message>]` (NIP-77): the next round of a session.
+    NegMsg { sub_id: String, msg: Vec<u8> },
+    /// `["NEG-CLOSE", <sub id>]` (NIP-77)
+    NegClose { sub_id: String },
 }
 
 /// Why a client message could not be parsed, and how to answer it.
@@ -39,6 +46,9 @@ pub enum ParseError {
     /// A REQ or COUNT with a bad subscription id or filter: answered with CLOSED.
     #[error("invalid: {reason}")]
     BadFilter { sub_id: String, reason: String },
+    /// A NEG-OPEN or NEG-MSG with a bad filter or message: answered with NEG-ERR.
+    #[error("invalid: {reason}")]
+    BadNeg { sub_id: String, reason: String },
 }
 
 /// Bounds applied while parsing.
@@ -127,7 +137,43 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
                 .map_err(|_| ParseError::Malformed("subscription id must be a string".into()))?;
             Ok(ClientMessage::Close { sub_id })
         }
+        "NEG-OPEN" | "NEG-MSG" | "NEG-CLOSE" => parse_neg(kind, rest, bounds),
         other => Err(ParseError::UnknownType(other.chars().take(32).collect())),
+    }
+}
+
+/// Parses the NIP-77 messages; once the subscription id is read, errors are [`ParseError::BadNeg`].
+fn parse_neg(kind: &str, rest: &[&RawValue], bounds: Bounds) -> Result<ClientMessage, ParseError> {
+    let Some((sub, args)) = rest.split_first() else {
+        return Err(ParseError::Malformed(format!("{kind} needs a subscription id")));
+    };
+    let sub_id: String = serde_json::from_str(sub.get())
+        .map_err(|_| ParseError::Malformed("subscription id must be a string".into()))?;
+    let bad = |reason: String| ParseError::BadNeg { sub_id: sub_id.clone(), reason };
+    if sub_id.is_empty() || sub_id.len() > bounds.max_subid {
+        return Err(bad(format!("subscription id must be 1 to {} characters", bounds.max_subid)));
+    }
+    let hex_msg = |raw: &RawValue| -> Result<Vec<u8>, ParseError> {
+        let text: &str = serde_json::from_str(raw.get()).map_err(|_| bad("the message must be a hex string".into()))?;
+        hex::decode(text).map_err(|e| bad(format!("the message is not hex: {e}")))
+    };
+    match (kind, args) {
+        ("NEG-OPEN", [filter, msg]) => {
+            let (filter, after_seq) = parse_filter(filter.get()).map_err(&bad)?;
+            if after_seq.is_some() {
+                return Err(bad("after_seq is not supported in NEG-OPEN".into()));
+            }
+            let n = filter_values(&filter);
+            if n > bounds.max_values {
+                return Err(bad(format!("the filter has {n} values, the limit is {}; split it", bounds.max_values)));
+            }
+            Ok(ClientMessage::NegOpen { filter: Box::new(filter), msg: hex_msg(msg)?, sub_id })
+        }
+        ("NEG-OPEN", _) => Err(bad("NEG-OPEN takes a subscription id, one filter and a hex message".into())),
+        ("NEG-MSG", [msg]) => Ok(ClientMessage::NegMsg { msg: hex_msg(msg)?, sub_id }),
+        ("NEG-MSG", _) => Err(bad("NEG-MSG takes a subscription id and a hex message".into())),
+        ("NEG-CLOSE", []) => Ok(ClientMessage::NegClose { sub_id }),
+        _ => Err(bad("NEG-CLOSE takes only a subscription id".into())),
     }
 }
 
@@ -252,6 +298,16 @@ pub mod out {
     pub fn count(sub_id: &str, count: u64) -> String {
         format!("[\"COUNT\",{},{{\"count\":{}}}]", quote(sub_id), count)
     }
+
+    /// A negentropy message (NIP-77), hex-encoded.
+    pub fn neg_msg(sub_id: &str, msg: &[u8]) -> String {
+        format!("[\"NEG-MSG\",{},\"{}\"]", quote(sub_id), hex::encode(msg))
+    }
+
+    /// A negentropy session refused or ended by the relay (NIP-77); the session is closed.
+    pub fn neg_err(sub_id: &str, message: &str) -> String {
+        format!("[\"NEG-ERR\",{},{}]", quote(sub_id), quote(message))
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +387,41 @@ mod tests {
         let err = parse(&format!("[\"EVENT\",{json}]"), B).unwrap_err();
         assert!(matches!(&err, ParseError::BadEvent { id: Some(id), .. } if *id == event.id.to_hex()), "{err:?}");
         assert!(err.to_string().contains("kind must be 0 to 65535"), "{err}");
+    }
+
+    #[test]
+    fn negentropy_messages() {
+        let msg = parse(r##"["NEG-OPEN","n1",{"kinds":[1],"#p":["x"]},"61AB"]"##, B).unwrap();
+        let ClientMessage::NegOpen { sub_id, filter, msg } = msg else { panic!("not a NEG-OPEN") };
+        assert_eq!((sub_id.as_str(), msg), ("n1", vec![0x61, 0xab]));
+        assert_eq!(filter.kinds.as_ref().map(|k| k.len()), Some(1));
+        assert!(matches!(parse(r#"["NEG-MSG","n1","61"]"#, B), Ok(ClientMessage::NegMsg { msg, .. }) if msg == [0x61]));
+        assert!(matches!(parse(r#"["NEG-CLOSE","n1"]"#, B), Ok(ClientMessage::NegClose { sub_id }) if sub_id == "n1"));
+        // Errors once the subscription id is known are NEG-ERR "invalid: ..." for that id.
+        for (frame, want) in [
+            (r#"["NEG-OPEN","n1",{},"zz"]"#, "invalid: the message is not hex"),
+            (r#"["NEG-OPEN","n1",{},"616"]"#, "invalid: the message is not hex"),
+            (r#"["NEG-OPEN","n1",{},61]"#, "invalid: the message must be a hex string"),
+            (r#"["NEG-OPEN","n1",{"ids":["zz"]},"61"]"#, "invalid: bad value for filter field"),
+            (r#"["NEG-OPEN","n1",{"after_seq":3},"61"]"#, "invalid: after_seq is not supported"),
+            (r#"["NEG-OPEN","n1",{"search":"x"},"61"]"#, "invalid: search (NIP-50)"),
+            (r##"["NEG-OPEN","n1",{"#p":["a","b","c","d"]},"61"]"##, "invalid: the filter has 4 values"),
+            (r#"["NEG-OPEN","n1",{},{},"61"]"#, "invalid: NEG-OPEN takes"),
+            (r#"["NEG-OPEN","n1",{},"00","61"]"#, "invalid: NEG-OPEN takes"),
+            (r#"["NEG-MSG","n1"]"#, "invalid: NEG-MSG takes"),
+            (r#"["NEG-CLOSE","n1","x"]"#, "invalid: NEG-CLOSE takes"),
+        ] {
+            match parse(frame, B) {
+                Err(e @ ParseError::BadNeg { .. }) => assert!(e.to_string().starts_with(want), "{frame}: {e}"),
+                other => panic!("{frame}: expected BadNeg, got {other:?}"),
+            }
+        }
+        let long = format!(r#"["NEG-CLOSE","{}"]"#, "x".repeat(65));
+        assert!(matches!(parse(&long, B), Err(ParseError::BadNeg { .. })));
+        assert!(matches!(parse(r#"["NEG-MSG"]"#, B), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse(r#"["NEG-MSG",7,"61"]"#, B), Err(ParseError::Malformed(_))));
+        assert_eq!(out::neg_msg("a", &[0x61, 0x0f]), r#"["NEG-MSG","a","610f"]"#);
+        assert_eq!(out::neg_err("a", "closed: x"), r#"["NEG-ERR","a","closed: x"]"#);
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct AppState {
 
 /// Runs the relay until SIGTERM or SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate()?;
     raise_fd_limit();
     let metrics = m::install()?;
     let keys = crate::identity::load_or_create(&cfg.key_file)?;

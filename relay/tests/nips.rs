@@ -177,7 +177,7 @@ async fn nip11_document(backend: Backend) {
         .iter()
         .map(|v| v.as_u64().expect("nip numbers are integers"))
         .collect();
-    for n in [1, 9, 11, 40, 42, 45, 62, 70] {
+    for n in [1, 9, 11, 40, 42, 45, 62, 70, 77] {
         assert!(nips.contains(&n), "supported_nips contains {n}: {nips:?}");
     }
     assert!(doc["software"].as_str().is_some_and(|s| !s.is_empty()), "software: {doc}");

@@ -77,7 +77,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
 /// A message type: the real ones most of the time.
 fn message_type() -> impl Strategy<Value = Value> {
     prop_oneof![
-        8 => prop::sample::select(vec!["EVENT", "REQ", "COUNT", "CLOSE", "AUTH"]).prop_map(Value::from),
+        8 => prop::sample::select(vec!["EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NEG-OPEN", "NEG-MSG", "NEG-CLOSE"])
+            .prop_map(Value::from),
         1 => weird_string().prop_map(Value::from),
         1 => arb_json(),
     ]
@@ -172,7 +173,10 @@ fn check_error(text: &str, err: &ParseError) {
             assert!(t.chars().count() <= 32, "unknown type echoed unbounded: {} chars", t.chars().count());
             if let Some(first) = first {
                 assert!(first.starts_with(t.as_str()), "{t:?} is not a prefix of {first:?}");
-                assert!(!["EVENT", "REQ", "COUNT", "CLOSE", "AUTH"].contains(&first), "{first} is known");
+                assert!(
+                    !["EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NEG-OPEN", "NEG-MSG", "NEG-CLOSE"].contains(&first),
+                    "{first} is known"
+                );
             }
         }
         ParseError::BadEvent { id, .. } => {
@@ -187,6 +191,14 @@ fn check_error(text: &str, err: &ParseError) {
             if let Some(parts) = &parts {
                 assert!(matches!(parts[0].as_str(), Some("REQ" | "COUNT")), "BadFilter for {:?}", parts[0]);
                 assert_eq!(Some(sub_id.as_str()), parts[1].as_str(), "CLOSED names the frame's subscription");
+            }
+        }
+        ParseError::BadNeg { sub_id, .. } => {
+            assert!(shown.starts_with("invalid: "), "{shown}");
+            if let Some(parts) = &parts {
+                let kind = parts[0].as_str();
+                assert!(matches!(kind, Some("NEG-OPEN" | "NEG-MSG" | "NEG-CLOSE")), "BadNeg for {:?}", parts[0]);
+                assert_eq!(Some(sub_id.as_str()), parts[1].as_str(), "NEG-ERR names the frame's subscription");
             }
         }
     }
@@ -412,6 +424,8 @@ proptest! {
         prop_assert_eq!(read(out::count(&sub, n)), json!(["COUNT", sub, {"count": n}]));
         prop_assert_eq!(read(out::auth(&msg)), json!(["AUTH", msg]));
         prop_assert_eq!(read(out::event_with_seq(&sub, "{}", n as i64)), json!(["EVENT", sub, {}, {"seq": n as i64}]));
+        prop_assert_eq!(read(out::neg_err(&sub, &msg)), json!(["NEG-ERR", sub, msg]));
+        prop_assert_eq!(read(out::neg_msg(&sub, msg.as_bytes())), json!(["NEG-MSG", sub, hex::encode(msg.as_bytes())]));
     }
 
     /// Nesting depth anywhere in a frame ends in an error, not a stack overflow.

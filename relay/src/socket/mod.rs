@@ -1,10 +1,10 @@
 //! The socket stage: one task per WebSocket connection.
 //!
 //! The task reads client messages, parses them (`protocol`), and dispatches: EVENT to
-//! `ingest`, REQ/COUNT to the store, CLOSE and AUTH locally. It writes replies, stored
-//! results and live events (from its outbound queue, filled by `fanout`). OKs for events
-//! waiting on the group commit are collected without blocking the read loop, so a client may
-//! pipeline many EVENTs.
+//! `ingest`, REQ/COUNT to the store, CLOSE and AUTH locally, NEG-* (NIP-77) to [`negentropy`].
+//! It writes replies, stored results and live events (from its outbound queue, filled by
+//! `fanout`). OKs for events waiting on the group commit are collected without blocking the
+//! read loop, so a client may pipeline many EVENTs.
 //!
 //! Memory is bounded by bytes ([`crate::budget`]): stored results are streamed in batches of
 //! about [`BATCH_BYTES`] (never held whole), each batch charged to the connection while it is
@@ -33,6 +33,7 @@ use crate::store::stream::ResultStream;
 use crate::store::writer::WriteResult;
 
 pub mod bulk;
+mod negentropy;
 
 /// How long a closing connection may take to send its pending OKs and close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +59,8 @@ struct Connection {
     cursors: HashSet<Arc<str>>,
     pending: FuturesUnordered<PendingAck>,
     write_timeout: Duration,
+    /// Open NIP-77 negentropy sessions.
+    neg: negentropy::Sessions,
 }
 
 /// The stored events a subscription's query covered, whose live copies are skipped.
@@ -102,6 +105,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Op
         cursors: HashSet::new(),
         pending: FuturesUnordered::new(),
         write_timeout: Duration::from_secs(state.cfg.limits.write_timeout_secs.max(1)),
+        neg: negentropy::Sessions::default(),
     };
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     let (mut sink, mut stream) = socket.split();
@@ -139,6 +143,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr, host: Op
         let _ = sink.close().await;
     })
     .await;
+    conn.close_all_neg();
     state.fanout.unregister(conn.id);
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
     drop(slot);
@@ -174,6 +179,7 @@ impl Connection {
         let shutdown = self.state.shutdown.clone();
         let usage = self.subscriber.usage.clone();
         loop {
+            let neg_idle = self.neg.next_idle(self.neg_idle());
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(Some((1001, Cow::Borrowed("relay shutting down")))),
@@ -192,6 +198,7 @@ impl Connection {
                     }
                     flush(self.write_timeout, sink).await?;
                 }
+                _ = until(neg_idle) => self.expire_idle_neg(sink).await?,
                 Some(msg) = outbound.recv() => {
                     let n = msg.cost();
                     let sent = self.forward(sink, msg).await;
@@ -278,6 +285,12 @@ impl Connection {
                 self.cursors.remove(sub_id.as_str());
                 Ok(())
             }
+            ClientMessage::NegOpen { sub_id, filter, msg } => self.on_neg_open(sink, sub_id, *filter, msg).await,
+            ClientMessage::NegMsg { sub_id, msg } => self.on_neg_msg(sink, sub_id, msg).await,
+            ClientMessage::NegClose { sub_id } => {
+                self.on_neg_close(&sub_id);
+                Ok(())
+            }
             ClientMessage::Auth { event } => {
                 let cfg = &self.state.cfg;
                 let result =
@@ -301,6 +314,7 @@ impl Connection {
                 send(self.write_timeout, sink, out::ok(&id, false, &msg)).await
             }
             ParseError::BadFilter { sub_id, .. } => send(self.write_timeout, sink, out::closed(&sub_id, &msg)).await,
+            ParseError::BadNeg { sub_id, .. } => self.neg_err(sink, &sub_id, "invalid", &msg).await,
             _ => send(self.write_timeout, sink, out::notice(&msg)).await,
         }
     }
@@ -418,6 +432,14 @@ impl Connection {
                 send(self.write_timeout, sink, out::closed(&sub_id, "error: could not run the count; try again")).await
             }
         }
+    }
+}
+
+/// Completes at `at`, never without one.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

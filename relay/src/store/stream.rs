@@ -8,6 +8,9 @@
 //! itself at the heads, so it is emitted once without a set of everything sent. The JSON of
 //! the next keys is then read in one batch of about `target_bytes`. Memory per running query:
 //! O(filters x page) keys plus one batch; a pooled connection is held only during a query.
+//!
+//! [`KeyPages`] reads only the keys of one filter's matches, page by page: the inventory a
+//! NIP-77 negentropy session reconciles (`socket/negentropy.rs`).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
@@ -178,6 +181,37 @@ impl ResultStream {
             }
         }
         Ok(Vec::new())
+    }
+}
+
+/// The keys of one filter's matches, newest first, in keyset pages (never the events' JSON).
+pub struct KeyPages {
+    filter: Filter,
+    remaining: usize,
+    resume: Resume,
+    now: i64,
+}
+
+impl KeyPages {
+    /// At most `most` keys of the events matching `filter` (its own `limit` is the caller's
+    /// to apply; expired events are left out as in a REQ).
+    pub fn new(filter: &Filter, most: usize) -> Self {
+        Self { filter: filter.clone(), remaining: most, resume: Resume::Start, now: super::now_secs() }
+    }
+
+    /// The next page of at most `page` keys; empty at the end.
+    pub async fn next_page(&mut self, store: &Store, page: usize) -> Result<Vec<Key>, StoreError> {
+        let k = self.remaining.min(page);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let built = sql::select_keys(&self.filter, k, self.now, None, i64::MAX, &self.resume, store.dialect());
+        let keys = store.fetch_keys(built).await?;
+        self.remaining = if keys.len() < k { 0 } else { self.remaining - keys.len() };
+        if let Some(last) = keys.last() {
+            self.resume = Resume::After { created_at: last.created_at, id: last.id };
+        }
+        Ok(keys)
     }
 }
 
