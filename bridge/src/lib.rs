@@ -175,11 +175,11 @@ fn own_standing(authorizer: &Authorizer, wallet: &[u8; 32], before: Option<Stand
         }
         (Standing::Active, _) => {}
         (Standing::Missing, "static") => tracing::info!(%wallet,
-            "this node's wallet is not in its own bridge.registry.nodes: that list only decides whom this node accepts;              a peer accepts this node if its own list names this wallet"),
+            "this node's wallet is not in its own bridge.registry.nodes: that list only decides whom this node accepts; a peer accepts this node if its own list names this wallet"),
         (Standing::Inactive, "static") => tracing::info!(%wallet,
-            "this node's wallet is listed inactive in its own bridge.registry.nodes: that list only decides whom this              node accepts; a peer accepts this node if its own list names this wallet as active"),
+            "this node's wallet is listed inactive in its own bridge.registry.nodes: that list only decides whom this node accepts; a peer accepts this node if its own list names this wallet as active"),
         (Standing::Missing, _) => tracing::warn!(%wallet,
-            "this node's wallet is not in the registry: peers reading the registry refuse it until it is registered              (register this wallet as an active NodeEntry)"),
+            "this node's wallet is not in the registry: peers reading the registry refuse it until it is registered (register this wallet as an active NodeEntry)"),
         (Standing::Inactive, _) => tracing::warn!(%wallet,
             "this node's registry entry is inactive: peers reading the registry refuse it until it is activated"),
     }

@@ -61,10 +61,12 @@ impl Names {
 
 /// GossipSub peer scoring for a small federation whose members are vetted by the registry.
 ///
-/// - P4, invalid messages (the point): `-1 × n²` for `n` invalid deliveries, `n` decaying by 1 %
-///   a second (half-life about 70 s). About ten invalid messages in a short while put a peer
-///   under the graylist threshold (-80), a few (e.g. an honest peer forwarding an event whose
-///   author's node was revoked a moment ago) do not.
+/// - P4, invalid messages (the point): `-10 × n²` for `n` invalid deliveries, `n` decaying by
+///   0.1 % a second (half-life about 11 minutes). Honest nodes never forward what we reject
+///   (they validate before forwarding; a mere difference of registry views or local policy is
+///   an `Ignore`, without penalty), so three invalid messages graylist a fresh peer (-90 under
+///   -80), four the best-scored one, for about a minute after the last one counted (longer
+///   the more it sent); one does not.
 /// - P1 (time in mesh, up to +6) and P2 (first deliveries, up to +10) reward honest peers a
 ///   little, not enough to hide more than a couple of invalid messages.
 /// - P3/P3b (mesh delivery deficit) are off: a quiet federation carries few messages and
@@ -84,8 +86,8 @@ pub fn score_params(topic: &IdentTopic) -> (PeerScoreParams, PeerScoreThresholds
         first_message_deliveries_cap: 100.0,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
-        invalid_message_deliveries_weight: -1.0,
-        invalid_message_deliveries_decay: 0.99,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.999,
         ..TopicScoreParams::default()
     };
     let params = PeerScoreParams {
@@ -208,7 +210,14 @@ mod tests {
         let best = topic.time_in_mesh_weight * topic.time_in_mesh_cap
             + topic.first_message_deliveries_weight * topic.first_message_deliveries_cap;
         let p4 = |n: f64| topic.topic_weight * topic.invalid_message_deliveries_weight * n * n;
-        assert!(best + p4(2.0) > thresholds.gossip_threshold, "two invalid messages do not silence a peer");
-        assert!(best + p4(11.0) < thresholds.graylist_threshold, "eleven graylist even the best-scored peer");
+        assert!(p4(1.0) > thresholds.publish_threshold, "one invalid message does not silence a peer");
+        assert!(p4(3.0) < thresholds.graylist_threshold, "three graylist a fresh peer");
+        assert!(best + p4(4.0) < thresholds.graylist_threshold, "four graylist even the best-scored peer");
+        // Graylisted at 3 for about a minute: the counter decays from 3 to sqrt(80 / 10).
+        let decay = topic.invalid_message_deliveries_decay;
+        let secs = ((-thresholds.graylist_threshold / -topic.invalid_message_deliveries_weight).sqrt() / 3.0).ln()
+            / decay.ln()
+            * params.decay_interval.as_secs_f64();
+        assert!((40.0..120.0).contains(&secs), "{secs}");
     }
 }

@@ -45,6 +45,9 @@ use crate::throttle::KeyedThrottle;
 /// An outbound connection the peer closes within this time, before its identify arrived, is
 /// taken as a refusal.
 const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+/// Catch-up error when the peer does not speak our sync protocol (another network, or another
+/// version): not worth a warning per connection, the identify check says it once.
+const NO_SYNC_PROTOCOL: &str = "the peer does not speak this network's sync protocol (another bridge.network?)";
 /// At most one warning per peer (or registry entry) per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -165,11 +168,12 @@ impl Node {
                                 }
                                 Err(e) => {
                                     metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                                    if status.is_connected(&peer_id) {
+                                    if status.is_connected(&peer_id) && !e.contains(NO_SYNC_PROTOCOL) {
                                         tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
                                     } else {
-                                        // The connection went away (a refusal is reported once, on close).
-                                        tracing::debug!(peer = %peer_id, error = %e, "catch-up ended: peer disconnected");
+                                        // The connection went away (a refusal is reported once, on close), or
+                                        // the peer is of another network (reported once, on identify).
+                                        tracing::debug!(peer = %peer_id, error = %e, "catch-up ended");
                                     }
                                 }
                             }
@@ -243,7 +247,7 @@ impl Node {
                     if self.warnings.peers.allow(&peer_id) {
                         tracing::warn!(peer = %peer_id, wallet = %wallet_str(&peer_id), theirs = %info.protocol_version,
                             ours = %self.names.identify_version,
-                            "peer refused: other network (it announces {}, this node {}; bridge.network) —                              disconnecting (logged at most once a minute per peer)",
+                            "peer refused: other network (it announces {}, this node {}; bridge.network) — disconnecting (logged at most once a minute per peer)",
                             info.protocol_version, self.names.identify_version);
                     }
                     if let Some(session) = sessions.get_mut(&peer_id) {
@@ -287,7 +291,11 @@ impl Node {
             },
             BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. }) => {
                 if let Some(reply) = pending.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                    let message = match error {
+                        request_response::OutboundFailure::UnsupportedProtocols => NO_SYNC_PROTOCOL.to_string(),
+                        other => other.to_string(),
+                    };
+                    let _ = reply.send(Err(message));
                 }
             }
             _ => {}
@@ -346,12 +354,14 @@ impl Node {
     /// A peer closed our outbound connection right after it opened: say once why that may be.
     fn refused_by(&mut self, peer: PeerId) {
         metrics::counter!(m::REFUSED_BY_PEER).increment(1);
+        // Out of the routing table, so that Kademlia does not dial it behind the backoff's back.
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
         if !self.warnings.peers.allow(&peer) {
             return;
         }
         let ours = self.status.wallet();
         tracing::warn!(peer = %peer, wallet = %wallet_str(&peer), our_wallet = %ours, network = %self.status.network(),
-            "peer closes our connections right after they open: it most likely refuses this node — is wallet {ours}              an active entry of the registry that peer reads, and is it on network {:?} (bridge.network)?              Redialling it with backoff (logged at most once a minute per peer)",
+            "peer closes our connections right after they open: it most likely refuses this node — is wallet {ours} an active entry of the registry that peer reads, and is it on network {:?} (bridge.network)? Redialling it with backoff (logged at most once a minute per peer)",
             self.status.network());
     }
 
