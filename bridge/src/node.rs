@@ -386,10 +386,9 @@ impl Node {
                         .build();
                     let _ = self.swarm.dial(opts);
                 }
-                None if connected.is_empty() => {
-                    if self.backoff.due(&addr, now) {
-                        let _ = self.swarm.dial(addr);
-                    }
+                // (`due` records the attempt: only asked when the address would be dialled.)
+                None if connected.is_empty() && self.backoff.due(&addr, now) => {
+                    let _ = self.swarm.dial(addr);
                 }
                 None => {}
             }
