@@ -19,6 +19,7 @@ use libp2p::PeerId;
 
 use crate::metrics as m;
 use crate::port::RelayPort;
+use crate::status::Status;
 use crate::sync::{self, Requester};
 
 /// Pause before a follow-up session, so the rate limits refill part of their budget.
@@ -32,14 +33,17 @@ pub struct CatchUps {
     requester: Requester,
     relay: Arc<dyn RelayPort>,
     window_secs: u64,
+    /// Which peers are connected: a session that failed because its connection went away is
+    /// not worth a warning (a refusal is reported once, on close).
+    status: Arc<Status>,
     /// Peers with a session running or waiting to start; `true` when another was asked for
     /// since it started.
     running: Arc<Mutex<HashMap<PeerId, bool>>>,
 }
 
 impl CatchUps {
-    pub fn new(requester: Requester, relay: Arc<dyn RelayPort>, window_secs: u64) -> Self {
-        Self { requester, relay, window_secs, running: Arc::default() }
+    pub fn new(requester: Requester, relay: Arc<dyn RelayPort>, window_secs: u64, status: Arc<Status>) -> Self {
+        Self { requester, relay, window_secs, status, running: Arc::default() }
     }
 
     /// A session with `peer` after `delay`; if one is running, a follow-up once it ends.
@@ -69,7 +73,13 @@ impl CatchUps {
                 }
                 Err(e) => {
                     metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                    tracing::warn!(peer = %peer, error = %e, "catch-up failed");
+                    if self.status.is_connected(&peer) && !e.contains(crate::node::NO_SYNC_PROTOCOL) {
+                        tracing::warn!(peer = %peer, error = %e, "catch-up failed");
+                    } else {
+                        // The connection went away (a refusal is reported once, on close), or
+                        // the peer is of another network (reported once, on identify).
+                        tracing::debug!(peer = %peer, error = %e, "catch-up ended");
+                    }
                     0
                 }
             };

@@ -6,6 +6,10 @@
 //! keypair_file = "data/node-keypair.json"   # Solana keypair = libp2p identity (created if absent)
 //! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 //! bootstrap = ["/dns/seed.example.org/tcp/4001/p2p/12D3KooW..."]
+//! retry_secs = 3                            # first redial delay of an unreachable address...
+//! retry_max_secs = 120                      # ...doubling (with jitter) up to this
+//! registry_max_shrink_percent = 50          # a refresh dropping more of the set is suspect...
+//! registry_shrink_confirmations = 3         # ...until confirmed, or seen this many times in a row
 //!
 //! [bridge.registry]
 //! backend = "solana"                        # or "static" with nodes = [{ wallet = "...", address = "..." }]
@@ -50,9 +54,21 @@ pub struct BridgeConfig {
     /// Seconds between refreshes of the authorized set from the registry.
     #[serde(default = "default_refresh_secs")]
     pub refresh_secs: u64,
-    /// Seconds between redials while the node has no peer.
+    /// First delay before redialling an address that failed (or whose peer refused us); it
+    /// doubles, with jitter, on each further failure up to `retry_max_secs`.
     #[serde(default = "default_retry_secs")]
     pub retry_secs: u64,
+    /// Longest delay between redials of one address.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// A registry refresh that would drop more than this percentage of the authorized set is
+    /// held back as suspect (100: never).
+    #[serde(default = "default_max_shrink_percent")]
+    pub registry_max_shrink_percent: u8,
+    /// A suspect shrink is accepted when another RPC endpoint gives the same answer, or after
+    /// this many consecutive refreshes (1: at once).
+    #[serde(default = "default_shrink_confirmations")]
+    pub registry_shrink_confirmations: u32,
     /// How far back (seconds of `created_at`) two nodes reconcile when they (re)connect.
     #[serde(default = "default_catchup_window_secs")]
     pub catchup_window_secs: u64,
@@ -90,6 +106,15 @@ fn default_refresh_secs() -> u64 {
 fn default_retry_secs() -> u64 {
     3
 }
+fn default_retry_max_secs() -> u64 {
+    120
+}
+fn default_max_shrink_percent() -> u8 {
+    crate::authorize::DEFAULT_MAX_SHRINK_PERCENT
+}
+fn default_shrink_confirmations() -> u32 {
+    crate::authorize::DEFAULT_SHRINK_CONFIRMATIONS
+}
 fn default_catchup_window_secs() -> u64 {
     24 * 3600
 }
@@ -116,6 +141,22 @@ impl BridgeConfig {
         }
         if self.refresh_secs == 0 || self.retry_secs == 0 {
             bail!("bridge.refresh_secs and bridge.retry_secs must be at least 1");
+        }
+        if self.retry_max_secs < self.retry_secs {
+            bail!(
+                "bridge.retry_max_secs = {} is below bridge.retry_secs = {}: the longest redial delay must be at least the first",
+                self.retry_max_secs,
+                self.retry_secs
+            );
+        }
+        if !(1..=100).contains(&self.registry_max_shrink_percent) {
+            bail!(
+                "bridge.registry_max_shrink_percent = {}: use 1 to 100 (100 turns the shrink guard off)",
+                self.registry_max_shrink_percent
+            );
+        }
+        if self.registry_shrink_confirmations == 0 {
+            bail!("bridge.registry_shrink_confirmations must be at least 1 (1 accepts a large shrink at once)");
         }
         let parse = |key: &str, list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
             list.iter()
@@ -144,6 +185,17 @@ impl BridgeConfig {
 
     pub fn retry_interval(&self) -> Duration {
         Duration::from_secs(self.retry_secs)
+    }
+
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_secs(self.retry_max_secs)
+    }
+
+    pub fn shrink_guard(&self) -> crate::authorize::ShrinkGuard {
+        crate::authorize::ShrinkGuard {
+            max_shrink_percent: self.registry_max_shrink_percent,
+            confirmations: self.registry_shrink_confirmations,
+        }
     }
 }
 
@@ -175,6 +227,17 @@ mod tests {
         cfg.network = "ok".into();
         cfg.bootstrap = vec!["not-an-addr".into()];
         assert!(cfg.validate().err().unwrap().to_string().contains("bridge.bootstrap"));
+        cfg.bootstrap = vec![];
+        cfg.retry_max_secs = 1;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.retry_max_secs"));
+        cfg.retry_max_secs = 120;
+        cfg.registry_max_shrink_percent = 0;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.registry_max_shrink_percent"));
+        cfg.registry_max_shrink_percent = 50;
+        cfg.registry_shrink_confirmations = 0;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.registry_shrink_confirmations"));
+        cfg.registry_shrink_confirmations = 3;
+        cfg.validate().unwrap();
         let err = toml::from_str::<BridgeConfig>("[registry]\nbackend = \"carrier-pigeon\"\n").err().unwrap();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
     }

@@ -7,7 +7,9 @@
 //!   without a PeerId is checked once the handshake reveals it.
 //!
 //! An unknown wallet is refused for now and queued for one registry lookup (see
-//! `authorize.rs`); if the registry says yes, the peer's next attempt passes.
+//! `authorize.rs`); if the registry says yes, the peer's next attempt passes. A refusal is
+//! logged with the wallet and the reason at most once per wallet per minute
+//! ([`Authorizer::log_refusal`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,17 +23,17 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-use crate::authorize::{Access, Authorizer};
+use crate::authorize::{Access, Authorizer, Refusal};
 use crate::identity::wallet_of;
 use crate::metrics as m;
 
 /// Why a connection was refused.
 #[derive(Debug)]
-pub struct NotAuthorized(pub PeerId);
+pub struct NotAuthorized(pub PeerId, pub Refusal);
 
 impl fmt::Display for NotAuthorized {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer {} is not an active node of the registry", self.0)
+        write!(f, "peer {} is not an active node of the registry: {}", self.0, self.1)
     }
 }
 
@@ -51,14 +53,19 @@ impl Gate {
         if peer == self.local {
             return Ok(());
         }
-        let allowed = wallet_of(&peer).is_some_and(|w| self.authorizer.check(&w) == Access::Allowed);
-        if allowed {
-            Ok(())
-        } else {
-            metrics::counter!(m::DENIED, "direction" => direction).increment(1);
-            tracing::debug!(%peer, direction, "connection refused: not authorized");
-            Err(ConnectionDenied::new(NotAuthorized(peer)))
-        }
+        // A PeerId that is not an ed25519 key has no wallet: never registered.
+        let access = wallet_of(&peer).map(|w| (w, self.authorizer.check(&w)));
+        let why = match access {
+            Some((_, Access::Allowed)) => return Ok(()),
+            Some((wallet, Access::Denied(why))) => {
+                self.authorizer.log_refusal(&wallet, why, direction);
+                why
+            }
+            None => Refusal::NotRegistered,
+        };
+        metrics::counter!(m::DENIED, "direction" => direction).increment(1);
+        tracing::debug!(%peer, direction, reason = %why, "connection refused");
+        Err(ConnectionDenied::new(NotAuthorized(peer, why)))
     }
 }
 

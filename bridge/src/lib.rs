@@ -15,7 +15,8 @@
 //! `authorize` (the cached authorized set, refresh, negative cache), `gate` (connection
 //! gating), `network` (the libp2p stack), `mirror` (message format, validation), `sync`
 //! (catch-up with negentropy), `catchups` (when catch-up sessions run, follow-ups after rate
-//! limits), `node` (the event loop), `status` and `metrics`.
+//! limits), `node` (the event loop), `redial` (per-address backoff), `throttle` (log and lookup
+//! rate limits), `status` and `metrics`.
 
 pub mod addr;
 pub mod authorize;
@@ -28,9 +29,11 @@ pub mod mirror;
 pub mod network;
 pub mod node;
 pub mod port;
+pub mod redial;
 pub mod registry;
 pub mod status;
 pub mod sync;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -44,7 +47,7 @@ pub use config::{BridgeConfig, RegistryConfig};
 pub use port::{Committing, Ingested, Inventory, Outgoing, RelayPort};
 pub use status::Status;
 
-use authorize::Authorizer;
+use authorize::{Authorizer, Standing};
 use identity::NodeIdentity;
 use node::{Control, Node};
 use registry::Registry;
@@ -82,13 +85,11 @@ impl Bridge {
             RegistryConfig::Static { nodes } => Arc::new(registry::static_list::StaticRegistry::from_config(nodes)?),
             RegistryConfig::Solana(c) => Arc::new(registry::solana::SolanaRegistry::from_config(c)?),
         };
-        let (authorizer, lookups) = Authorizer::new(registry, cfg.refresh_interval());
+        let (authorizer, lookups) = Authorizer::with_guard(registry, cfg.refresh_interval(), cfg.shrink_guard());
         match authorizer.refresh().await {
-            Ok(_) if !authorizer.is_authorized(&identity.wallet) => tracing::warn!(
-                wallet = %identity.wallet_base58(),
-                "this node's wallet is not an active registry entry: peers will refuse it until it is registered"
-            ),
-            Ok(_) => {}
+            Ok(_) => {
+                own_standing(&authorizer, &identity.wallet, None);
+            }
             Err(e) => tracing::warn!(error = %e,
                 "node registry unreachable: no peer is authorized until it answers; retrying every {} s", cfg.refresh_secs),
         }
@@ -125,7 +126,7 @@ impl Bridge {
                 }
             }
         }));
-        tasks.push(tokio::spawn(refresher(authorizer.clone(), cfg.refresh_interval(), control_tx)));
+        tasks.push(tokio::spawn(refresher(authorizer.clone(), identity.wallet, cfg.refresh_interval(), control_tx)));
         let node = Node {
             swarm,
             names,
@@ -135,6 +136,8 @@ impl Bridge {
             bootstrap: addrs.bootstrap,
             default_port: cfg.default_port,
             retry: cfg.retry_interval(),
+            backoff: redial::Backoff::new(cfg.retry_interval(), cfg.retry_max()),
+            warnings: node::Warnings::default(),
             catchup_window_secs: cfg.catchup_window_secs,
             outgoing,
             control: control_rx,
@@ -158,12 +161,46 @@ impl Bridge {
     }
 }
 
+/// Says where this node's own wallet stands in the registry, at start (`before` = None) and
+/// whenever that changes. With the static backend the list only decides whom this node
+/// accepts (peers decide from their own lists), so it is not said that peers will refuse it.
+fn own_standing(authorizer: &Authorizer, wallet: &[u8; 32], before: Option<Standing>) -> Standing {
+    let now = authorizer.standing(wallet);
+    if before == Some(now) {
+        return now;
+    }
+    let wallet = bs58::encode(wallet).into_string();
+    let backend = authorizer.status().backend;
+    match (now, backend) {
+        (Standing::Active, _) if before.is_some() => {
+            tracing::info!(%wallet, "this node's wallet is an active registry entry now: peers reading the registry accept it")
+        }
+        (Standing::Active, _) => {}
+        (Standing::Missing, "static") => tracing::info!(%wallet,
+            "this node's wallet is not in its own bridge.registry.nodes: that list only decides whom this node accepts; a peer accepts this node if its own list names this wallet"),
+        (Standing::Inactive, "static") => tracing::info!(%wallet,
+            "this node's wallet is listed inactive in its own bridge.registry.nodes: that list only decides whom this node accepts; a peer accepts this node if its own list names this wallet as active"),
+        (Standing::Missing, _) => tracing::warn!(%wallet,
+            "this node's wallet is not in the registry: peers reading the registry refuse it until it is registered (register this wallet as an active NodeEntry)"),
+        (Standing::Inactive, _) => tracing::warn!(%wallet,
+            "this node's registry entry is inactive: peers reading the registry refuse it until it is activated"),
+    }
+    now
+}
+
 /// Refreshes the authorized set every `interval` and tells the node what changed.
-async fn refresher(authorizer: Arc<Authorizer>, interval: std::time::Duration, control: mpsc::Sender<Control>) {
+async fn refresher(
+    authorizer: Arc<Authorizer>,
+    own_wallet: [u8; 32],
+    interval: std::time::Duration,
+    control: mpsc::Sender<Control>,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let mut failing = false;
+    // None until a refresh succeeded (then the first standing is logged like at start).
+    let mut standing = authorizer.status().last_refresh.map(|_| authorizer.standing(&own_wallet));
     loop {
         tick.tick().await;
         match authorizer.refresh().await {
@@ -172,6 +209,13 @@ async fn refresher(authorizer: Arc<Authorizer>, interval: std::time::Duration, c
                     tracing::info!("node registry reachable again");
                     failing = false;
                 }
+                if let Some(reason) = &changes.held {
+                    tracing::warn!(
+                        authorized = authorizer.status().authorized_nodes,
+                        "registry answer held back: {reason}"
+                    );
+                }
+                standing = Some(own_standing(&authorizer, &own_wallet, standing));
                 if !changes.revoked.is_empty() && control.send(Control::Revoked(changes.revoked)).await.is_err() {
                     break;
                 }

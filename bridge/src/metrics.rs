@@ -6,12 +6,21 @@ pub const PEERS: &str = "dephy_bridge_peers";
 pub const READY: &str = "dephy_bridge_ready";
 /// Gauge: active entries in the authorized set.
 pub const AUTHORIZED_NODES: &str = "dephy_bridge_authorized_nodes";
-/// Gauge: 1 while the last registry refresh failed (the last good set is in force).
+/// Gauge: 1 while the last registry refresh failed or its answer is held back by the shrink
+/// guard (the last good set is in force; `/health` `bridge.registry.stale_reason` says why).
 pub const REGISTRY_STALE: &str = "dephy_bridge_registry_stale";
 /// Counter: failed registry refreshes.
 pub const REGISTRY_ERRORS: &str = "dephy_bridge_registry_errors_total";
 /// Counter: single-node registry lookups (unknown peers).
 pub const REGISTRY_LOOKUPS: &str = "dephy_bridge_registry_lookups_total";
+/// Counter: unknown peers refused without a registry lookup (label `reason`: rate_limited,
+/// queue_full).
+pub const REGISTRY_LOOKUPS_REFUSED: &str = "dephy_bridge_registry_lookups_refused_total";
+/// Counter: registry refreshes held back because they would drop most of the authorized set.
+pub const REGISTRY_SHRINKS_HELD: &str = "dephy_bridge_registry_shrinks_held_total";
+/// Counter: outbound connections a peer closed right after they opened (it most likely refuses
+/// this node: wallet not active in its registry, or another network).
+pub const REFUSED_BY_PEER: &str = "dephy_bridge_refused_by_peer_total";
 /// Counter: connections refused because the peer is not authorized (label `direction`).
 pub const DENIED: &str = "dephy_bridge_denied_connections_total";
 /// Counter: peers disconnected because their registry entry was removed or deactivated.
@@ -39,9 +48,22 @@ pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";
 /// Creates every bridge series with a zero value; called when the bridge starts, so
 /// `/metrics` lists them from start (and only on relays that run the bridge).
 pub fn register() {
-    for name in [REGISTRY_ERRORS, REGISTRY_LOOKUPS, REVOKED, WRONG_NETWORK, PUBLISHED, INGESTED, SYNCED, SYNC_DEFERRED]
-    {
+    for name in [
+        REGISTRY_ERRORS,
+        REGISTRY_LOOKUPS,
+        REGISTRY_SHRINKS_HELD,
+        REFUSED_BY_PEER,
+        REVOKED,
+        WRONG_NETWORK,
+        PUBLISHED,
+        INGESTED,
+        SYNCED,
+        SYNC_DEFERRED,
+    ] {
         metrics::counter!(name).absolute(0);
+    }
+    for reason in ["rate_limited", "queue_full"] {
+        metrics::counter!(REGISTRY_LOOKUPS_REFUSED, "reason" => reason).absolute(0);
     }
     for direction in ["inbound", "outbound"] {
         metrics::counter!(DENIED, "direction" => direction).absolute(0);

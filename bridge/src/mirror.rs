@@ -28,9 +28,11 @@ pub fn encode(id: &[u8; 32], json: &str) -> Vec<u8> {
 pub enum Verdict {
     /// Valid: forward it and ingest the event.
     Accept(Event),
-    /// Invalid or from an unauthorized node: drop it and penalise the forwarder.
+    /// Invalid or forwarded by an unauthorized node: drop it and penalise the forwarder
+    /// (GossipSub peer scoring, see `network.rs`).
     Reject(String),
-    /// Valid but refused by this relay's own policy: drop it, no penalty.
+    /// Valid but refused by this relay's own policy, or published by a node this relay does not
+    /// (yet, or any more) authorize: drop it, no penalty.
     Ignore(String),
 }
 
@@ -57,7 +59,10 @@ pub fn validate(message: &Message, forwarder: &PeerId, authorizer: &Authorizer, 
     };
     match &message.source {
         Some(source) if authorized(source) => {}
-        Some(source) => return Verdict::Reject(format!("published by {source}, which is not an authorized node")),
+        // The forwarder is authorized and may just see the registry differently for a moment (a
+        // node registered or revoked since one of our refreshes): dropped, without the penalty
+        // that peer scoring gives to invalid messages.
+        Some(source) => return Verdict::Ignore(format!("published by {source}, which is not an authorized node here")),
         None => return Verdict::Reject("unsigned message".into()),
     }
     let Some((id, json)) = message.data.split_first_chunk::<32>() else {
@@ -147,8 +152,10 @@ mod tests {
         let verdict = validate(&message(good, data.clone()), &good, &auth, &relay);
         assert!(matches!(verdict, Verdict::Accept(e) if e.id == event.id));
 
-        // Published or forwarded by a node outside the registry: rejected.
-        assert!(matches!(validate(&message(rogue, data.clone()), &good, &auth, &relay), Verdict::Reject(_)));
+        // Published by a node outside our registry view, forwarded by an authorized one: dropped
+        // without penalty (registry views may differ for a refresh interval); forwarded by a node
+        // outside the registry: rejected.
+        assert!(matches!(validate(&message(rogue, data.clone()), &good, &auth, &relay), Verdict::Ignore(_)));
         assert!(matches!(validate(&message(good, data.clone()), &rogue, &auth, &relay), Verdict::Reject(_)));
         let mut unsigned = message(good, data.clone());
         unsigned.source = None;

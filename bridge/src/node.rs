@@ -7,11 +7,18 @@
 //! - validation verdicts from the validator task;
 //! - registry changes (revocations, newly authorized nodes) from the refresher task;
 //! - catch-up requests of running sessions;
-//! - a retry timer: while the node has no peer it redials every bootstrap address.
+//! - a retry timer: addresses of bootstrap and authorized nodes it is not connected to are
+//!   redialled with exponential backoff and jitter per address ([`crate::redial`]).
+//!
+//! What the operator sees, at most once a minute per peer: a peer of another network; a peer
+//! that closes our outbound connections right after they open, before its identify arrives
+//! (it refuses us: our wallet is not active in its registry, or it is on another network):
+//! the warning says so once and the redial backs off instead of repeating `catch-up failed`;
+//! a registry entry whose `domain` is unusable (skipped).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError};
@@ -30,9 +37,43 @@ use crate::metrics as m;
 use crate::mirror::{self, Verdict};
 use crate::network::{Behaviour, BehaviourEvent, Names};
 use crate::port::{Ingested, Outgoing, RelayPort, is_rate_limited};
+use crate::redial::Backoff;
 use crate::registry::NodeEntry;
 use crate::status::Status;
 use crate::sync::{self, Requester, SyncResponse};
+use crate::throttle::KeyedThrottle;
+
+/// An outbound connection the peer closes within this time, before its identify arrived, is
+/// taken as a refusal.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+/// Catch-up error when the peer does not speak our sync protocol (another network, or another
+/// version): not worth a warning per connection, the identify check says it once.
+pub(crate) const NO_SYNC_PROTOCOL: &str = "the peer does not speak this network's sync protocol (another bridge.network?)";
+/// At most one warning per peer (or registry entry) per interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the loop remembers of each connected peer, for the operator's logs.
+struct Session {
+    since: Instant,
+    /// We dialled it (some connection to it is outbound).
+    dialer: bool,
+    /// Its identify arrived (it accepted us).
+    identified: bool,
+}
+
+/// Throttles of the node's warnings.
+pub struct Warnings {
+    /// Per peer: refused us, other network.
+    peers: KeyedThrottle<PeerId>,
+    /// Per registry entry: unusable domain.
+    domains: KeyedThrottle<[u8; 32]>,
+}
+
+impl Default for Warnings {
+    fn default() -> Self {
+        Self { peers: KeyedThrottle::new(WARN_INTERVAL), domains: KeyedThrottle::new(WARN_INTERVAL) }
+    }
+}
 
 /// A registry change the node acts on.
 pub enum Control {
@@ -51,7 +92,11 @@ pub struct Node {
     pub status: Arc<Status>,
     pub bootstrap: Vec<Multiaddr>,
     pub default_port: u16,
+    /// How often due redials are looked for.
     pub retry: Duration,
+    /// Per-address redial schedule.
+    pub backoff: Backoff,
+    pub warnings: Warnings,
     pub catchup_window_secs: u64,
     pub outgoing: mpsc::Receiver<Outgoing>,
     pub control: mpsc::Receiver<Control>,
@@ -64,7 +109,7 @@ impl Node {
     pub async fn run(mut self) {
         let local = *self.swarm.local_peer_id();
         let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
-        let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.catchup_window_secs);
+        let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.catchup_window_secs, self.status.clone());
         let (verdict_tx, mut verdicts) = mpsc::channel::<Verdicts>(4096);
         let (validate_tx, validate_rx) = mpsc::channel::<(PeerId, MessageId, gossipsub::Message)>(8192);
         tokio::spawn(validator(
@@ -77,6 +122,7 @@ impl Node {
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
+        let mut sessions: HashMap<PeerId, Session> = HashMap::new();
         let mut retry = tokio::time::interval(self.retry);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut discovery = tokio::time::interval(Duration::from_secs(30));
@@ -112,6 +158,7 @@ impl Node {
                         if num_established.get() == 1 && peer_id != local =>
                     {
                         connected.insert(peer_id);
+                        sessions.insert(peer_id, Session { since: Instant::now(), dialer: endpoint.is_dialer(), identified: false });
                         self.status.set_peers(&connected);
                         tracing::info!(peer = %peer_id, wallet = %wallet_str(&peer_id), "peer connected");
                         if endpoint.is_dialer() {
@@ -119,12 +166,24 @@ impl Node {
                         }
                         catch_ups.request(peer_id, Duration::ZERO);
                     }
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if endpoint.is_dialer() => {
+                        if let Some(session) = sessions.get_mut(&peer_id) {
+                            session.dialer = true;
+                        }
+                    }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
                         if connected.contains(&peer_id) =>
                     {
                         connected.remove(&peer_id);
                         self.status.set_peers(&connected);
                         tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                        if let Some(session) = sessions.remove(&peer_id)
+                            && session.dialer
+                            && !session.identified
+                            && session.since.elapsed() < REFUSAL_WINDOW
+                        {
+                            self.refused_by(peer_id);
+                        }
                     }
                     SwarmEvent::NewListenAddr { address, .. } => {
                         tracing::info!(%address, "bridge listening");
@@ -136,7 +195,9 @@ impl Node {
                     SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                         tracing::debug!(%send_back_addr, %error, "inbound connection failed");
                     }
-                    SwarmEvent::Behaviour(event) => self.on_behaviour(event, &validate_tx, &answer_tx, &mut pending, &connected),
+                    SwarmEvent::Behaviour(event) => {
+                        self.on_behaviour(event, &validate_tx, &answer_tx, &mut pending, &connected, &mut sessions)
+                    }
                     _ => {}
                 },
             }
@@ -151,6 +212,7 @@ impl Node {
         answers: &mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
         pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
         connected: &HashSet<PeerId>,
+        sessions: &mut HashMap<PeerId, Session>,
     ) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
@@ -169,11 +231,23 @@ impl Node {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocol_version != self.names.identify_version {
                     metrics::counter!(m::WRONG_NETWORK).increment(1);
-                    tracing::info!(peer = %peer_id, theirs = %info.protocol_version, ours = %self.names.identify_version,
-                        "disconnecting a peer of another network");
+                    if self.warnings.peers.allow(&peer_id) {
+                        tracing::warn!(peer = %peer_id, wallet = %wallet_str(&peer_id), theirs = %info.protocol_version,
+                            ours = %self.names.identify_version,
+                            "peer refused: other network (it announces {}, this node {}; bridge.network) — disconnecting (logged at most once a minute per peer)",
+                            info.protocol_version, self.names.identify_version);
+                    }
+                    if let Some(session) = sessions.get_mut(&peer_id) {
+                        session.identified = true; // it answered: not a refusal of us
+                    }
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                if let Some(session) = sessions.get_mut(&peer_id) {
+                    session.identified = true;
+                }
+                // It accepted us: its addresses may be dialled at once next time.
+                self.backoff.reset_peer(&peer_id);
                 for addr in info.listen_addrs {
                     if is_dialable(&addr) {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -204,7 +278,11 @@ impl Node {
             },
             BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. }) => {
                 if let Some(reply) = pending.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                    let message = match error {
+                        request_response::OutboundFailure::UnsupportedProtocols => NO_SYNC_PROTOCOL.to_string(),
+                        other => other.to_string(),
+                    };
+                    let _ = reply.send(Err(message));
                 }
             }
             _ => {}
@@ -247,8 +325,12 @@ impl Node {
             Control::Authorized(entries) => {
                 for entry in entries {
                     if let Some(addr) = self.entry_addr(&entry)
-                        && !connected.contains(&peer_of(&entry.wallet).expect("valid wallet"))
+                        && let Some(peer) = peer_of(&entry.wallet)
+                        && !connected.contains(&peer)
                     {
+                        // Newly authorized: dial at once, and start its schedule afresh.
+                        self.backoff.reset_peer(&peer);
+                        self.backoff.due(&addr, Instant::now());
                         let _ = self.swarm.dial(addr);
                     }
                 }
@@ -256,23 +338,43 @@ impl Node {
         }
     }
 
-    /// Dials bootstrap addresses: all of them while the node has no peer, otherwise those of
-    /// authorized nodes it is not connected to.
+    /// A peer closed our outbound connection right after it opened: say once why that may be.
+    fn refused_by(&mut self, peer: PeerId) {
+        metrics::counter!(m::REFUSED_BY_PEER).increment(1);
+        // Out of the routing table, so that Kademlia does not dial it behind the backoff's back.
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        if !self.warnings.peers.allow(&peer) {
+            return;
+        }
+        let ours = self.status.wallet();
+        tracing::warn!(peer = %peer, wallet = %wallet_str(&peer), our_wallet = %ours, network = %self.status.network(),
+            "peer closes our connections right after they open: it most likely refuses this node — is wallet {ours} an active entry of the registry that peer reads, and is it on network {:?} (bridge.network)? Redialling it with backoff (logged at most once a minute per peer)",
+            self.status.network());
+    }
+
+    /// Dials bootstrap addresses and those of authorized nodes it is not connected to, each when
+    /// its backoff allows; addresses without a PeerId only while the node has no peer.
     fn redial(&mut self, connected: &HashSet<PeerId>) {
         let local = *self.swarm.local_peer_id();
         let mut targets: Vec<Multiaddr> = self.bootstrap.clone();
         targets.extend(self.authorizer.entries().iter().filter_map(|e| self.entry_addr(e)));
+        let now = Instant::now();
+        self.backoff.retain(|addr| targets.contains(addr));
         for addr in targets {
             match crate::addr::peer_in(&addr) {
                 Some(peer) if peer == local || connected.contains(&peer) => continue,
                 Some(peer) => {
+                    if !self.backoff.due(&addr, now) {
+                        continue;
+                    }
                     let opts = DialOpts::peer_id(peer)
                         .addresses(vec![addr])
                         .condition(PeerCondition::DisconnectedAndNotDialing)
                         .build();
                     let _ = self.swarm.dial(opts);
                 }
-                None if connected.is_empty() => {
+                // (`due` records the attempt: only asked when the address would be dialled.)
+                None if connected.is_empty() && self.backoff.due(&addr, now) => {
                     let _ = self.swarm.dial(addr);
                 }
                 None => {}
@@ -280,12 +382,23 @@ impl Node {
         }
     }
 
+    /// The address of an entry, if its domain gives one; an unusable domain (on chain, anyone's
+    /// to write) is skipped with a warning at most once a minute per entry.
     fn entry_addr(&self, entry: &NodeEntry) -> Option<Multiaddr> {
         let peer = peer_of(&entry.wallet)?;
         if peer == *self.swarm.local_peer_id() {
             return None;
         }
-        crate::addr::from_domain(&entry.domain, peer, self.default_port)
+        match crate::addr::parse_domain(&entry.domain, peer, self.default_port) {
+            Ok(addr) => addr,
+            Err(why) => {
+                if self.warnings.domains.allow(&entry.wallet) {
+                    tracing::warn!(wallet = %entry.wallet_base58(), domain = %entry.domain.escape_debug(), reason = %why,
+                        "registry entry has an unusable domain; not dialling it (logged at most once a minute per entry)");
+                }
+                None
+            }
+        }
     }
 }
 

@@ -42,6 +42,22 @@ impl Status {
         self.inner.lock().expect("status lock").listen.push(addr.to_string());
     }
 
+    /// Whether `peer` is among the connected peers.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        let peer = peer.to_string();
+        self.inner.lock().expect("status lock").peers.contains(&peer)
+    }
+
+    /// This node's wallet (base58).
+    pub fn wallet(&self) -> &str {
+        &self.wallet
+    }
+
+    /// The network name (`bridge.network`).
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
     /// Ready once at least one authorized peer is connected.
     pub fn ready(&self) -> bool {
         !self.inner.lock().expect("status lock").peers.is_empty()

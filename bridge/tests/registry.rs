@@ -3,7 +3,11 @@
 //! and `NodeEntry` accounts are written with the `surfnet_setAccount` cheatcode at their real
 //! addresses, then read back through `SolanaRegistry` (getProgramAccounts with the registry
 //! filters, getAccountInfo of the PDA). Also: deactivating and removing a node, and failover
-//! between RPC endpoints (refused connection, silent endpoint, endpoint going away).
+//! between RPC endpoints (refused connection, silent endpoint, endpoint going away), the shrink
+//! guard of `Authorizer` over real endpoints (an empty or undecodable answer revokes nobody
+//! until another endpoint agrees or it persists), and replies bounded before parsing
+//! (oversized and malformed replies from a tiny in-test HTTP server, which surfpool cannot
+//! produce).
 
 #[path = "support/surfpool.rs"]
 mod surfpool;
@@ -14,6 +18,7 @@ mod registry_seed;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use dephy_bridge::authorize::Authorizer;
 use dephy_bridge::registry::layout::{self, NODE_ENTRY_LEN};
 use dephy_bridge::registry::{NodeEntry, Registry, RegistryError, SolanaRegistry, SolanaRegistryConfig};
 use registry_seed::{LAMPORTS, RegistrySeed, test_address};
@@ -295,6 +300,230 @@ async fn from_config_reads_a_seeded_registry() {
         .expect("config");
         let reg = SolanaRegistry::from_config(&cfg).expect("from_config");
         assert_eq!(reg.list().await.unwrap(), vec![a]);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shrink guard over real endpoints: one bad answer does not revoke everyone.
+// ---------------------------------------------------------------------------------------------
+
+/// An authorizer over `reg` (default guard: more than half dropped is suspect, 3 confirmations).
+fn authorizer(reg: std::sync::Arc<SolanaRegistry>) -> std::sync::Arc<Authorizer> {
+    let (auth, _lookups) = Authorizer::new(reg, Duration::from_secs(60));
+    auth
+}
+
+/// Writes a garbled (undecodable: wrong discriminator, same size) account over `entry`'s.
+async fn garble(surfpool: &Surfpool, seed: &RegistrySeed, entry: &NodeEntry) {
+    let mut data = layout::encode_node_entry(&seed.registry.to_bytes(), entry);
+    data[..8].copy_from_slice(&layout::account_discriminator("Registry"));
+    surfpool.set_account(&seed.node_address(&entry.wallet), LAMPORTS, &data, &seed.program).await;
+}
+
+#[tokio::test]
+async fn an_endpoint_answering_an_empty_list_revokes_nobody_unless_another_endpoint_agrees() {
+    bounded(async {
+        let first = Surfpool::start();
+        let second = Surfpool::start();
+        let seed = RegistrySeed::new("shrink-two");
+        let nodes = [node("a", "", 1, true), node("b", "", 1, true), node("c", "", 1, true)];
+        for n in &nodes {
+            seed.put_node(&first, n).await;
+            seed.put_node(&second, n).await;
+        }
+        let reg = std::sync::Arc::new(registry(&[&first.rpc_url, &second.rpc_url], &seed, RPC_TIMEOUT));
+        let auth = authorizer(reg.clone());
+        assert_eq!(auth.refresh().await.unwrap().added.len(), 3);
+
+        // The first endpoint loses every account (an empty getProgramAccounts answer).
+        for n in &nodes {
+            seed.remove_node(&first, &n.wallet).await;
+        }
+        assert!(reg.list().await.unwrap().is_empty(), "the first endpoint now answers an empty list");
+        let changes = auth.refresh().await.unwrap();
+        assert!(changes.revoked.is_empty() && changes.held.is_none(), "{changes:?}");
+        assert_eq!(auth.status().authorized_nodes, 3);
+        assert!(!auth.status().stale, "the second endpoint's full answer is a good answer");
+        assert_eq!(reg.current_endpoint(), second.rpc_url, "the endpoint that disagreed is preferred from now on");
+        for n in &nodes {
+            assert!(auth.is_authorized(&n.wallet));
+        }
+
+        // A single deactivation still takes effect at once.
+        let c_off = NodeEntry { active: false, ..nodes[2].clone() };
+        seed.put_node(&second, &c_off).await;
+        assert_eq!(auth.refresh().await.unwrap().revoked, vec![c_off.wallet]);
+
+        // Now the second endpoint loses them too: the first agrees, so the shrink is accepted.
+        seed.remove_node(&second, &nodes[0].wallet).await;
+        seed.remove_node(&second, &nodes[1].wallet).await;
+        seed.remove_node(&second, &c_off.wallet).await;
+        let changes = auth.refresh().await.unwrap();
+        assert!(changes.held.is_none(), "{changes:?}");
+        let mut revoked = changes.revoked.clone();
+        revoked.sort();
+        assert_eq!(
+            revoked,
+            sorted(vec![nodes[0].clone(), nodes[1].clone()]).iter().map(|n| n.wallet).collect::<Vec<_>>()
+        );
+        assert_eq!(auth.status().authorized_nodes, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn undecodable_accounts_are_accepted_only_after_persisting_over_consecutive_refreshes() {
+    bounded(async {
+        let chain = Surfpool::start();
+        let seed = RegistrySeed::new("shrink-persist");
+        let nodes = [node("a", "", 1, true), node("b", "", 1, true), node("c", "", 1, true)];
+        for n in &nodes {
+            seed.put_node(&chain, n).await;
+        }
+        // The second endpoint is down: no second opinion.
+        let dead = dead_url();
+        let reg = std::sync::Arc::new(registry(&[&chain.rpc_url, &dead], &seed, RPC_TIMEOUT));
+        let auth = authorizer(reg.clone());
+        auth.refresh().await.unwrap();
+        assert_eq!(auth.status().authorized_nodes, 3);
+
+        // Two of three accounts become undecodable: they would be dropped (2 of 3 > half).
+        garble(&chain, &seed, &nodes[0]).await;
+        garble(&chain, &seed, &nodes[1]).await;
+        assert_eq!(reg.list().await.unwrap(), vec![nodes[2].clone()], "the garbled accounts are skipped");
+        for seen in 1..=2 {
+            let changes = auth.refresh().await.unwrap();
+            assert!(changes.revoked.is_empty(), "refresh {seen}: {changes:?}");
+            let status = auth.status();
+            assert!(status.stale, "refresh {seen}: {status:?}");
+            let reason = status.stale_reason.unwrap();
+            assert!(
+                reason.contains("drops 2 of the 3") && reason.contains("no other endpoint could confirm"),
+                "{reason}"
+            );
+            assert!(reason.contains(&dead) && reason.contains(&format!("({seen} so far")), "{reason}");
+            assert_eq!(status.authorized_nodes, 3);
+        }
+        // The third consecutive answer: accepted.
+        let changes = auth.refresh().await.unwrap();
+        assert_eq!(changes.revoked.len(), 2);
+        assert!(!auth.status().stale);
+        assert!(auth.is_authorized(&nodes[2].wallet) && !auth.is_authorized(&nodes[0].wallet));
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies surfpool cannot produce: a tiny HTTP server answering one fixed body.
+// ---------------------------------------------------------------------------------------------
+
+/// Serves `body` (with a Content-Length header, or chunked without one) to every request on a
+/// 127.0.0.1 port, until the test ends; returns its URL.
+fn fixed_reply_server(body: Vec<u8>, content_length: bool) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                // Read the request head and its body (Content-Length), then answer.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = if content_length {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        .to_string()
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if content_length {
+                    let _ = stream.write_all(&body);
+                } else {
+                    for chunk in body.chunks(64 * 1024) {
+                        if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                            || stream.write_all(chunk).is_err()
+                            || stream.write_all(b"\r\n").is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = stream.write_all(b"0\r\n\r\n");
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_replies_are_refused_before_parsing_and_failed_over() {
+    bounded(async {
+        let chain = Surfpool::start();
+        let seed = RegistrySeed::new("oversized");
+        let a = node("a", "", 1, true);
+        seed.put_node(&chain, &a).await;
+        const CAP: usize = 64 * 1024;
+        // A well-formed getProgramAccounts reply, but of 8 MiB (an endless list of junk).
+        let mut huge = br#"{"jsonrpc":"2.0","id":0,"result":["#.to_vec();
+        while huge.len() < 8 * 1024 * 1024 {
+            huge.extend_from_slice(br#"{"pubkey":"11111111111111111111111111111111","account":{}},"#);
+        }
+        huge.pop();
+        huge.extend_from_slice(b"]}");
+        let with_length = fixed_reply_server(huge.clone(), true);
+        let chunked = fixed_reply_server(huge, false);
+        let garbage = fixed_reply_server(b"<html>not json</html>".to_vec(), true);
+
+        for (url, what) in [(&with_length, "Content-Length"), (&chunked, "more than")] {
+            let reg =
+                SolanaRegistry::with_max_response(vec![url.clone()], seed.program, seed.registry, RPC_TIMEOUT, CAP)
+                    .unwrap();
+            let err = reg.list().await.expect_err("oversized reply").to_string();
+            assert!(err.contains(&format!("larger than {CAP} bytes")) && err.contains(what), "{err}");
+            assert!(err.contains("bridge.registry.max_response_bytes"), "{err}");
+        }
+        let reg =
+            SolanaRegistry::with_max_response(vec![garbage.clone()], seed.program, seed.registry, RPC_TIMEOUT, CAP)
+                .unwrap();
+        let err = reg.list().await.expect_err("not JSON").to_string();
+        assert!(err.contains(&garbage), "{err}");
+
+        // Behind them, the real endpoint answers.
+        let reg = SolanaRegistry::with_max_response(
+            vec![with_length, chunked, garbage, chain.rpc_url.clone()],
+            seed.program,
+            seed.registry,
+            RPC_TIMEOUT,
+            CAP,
+        )
+        .unwrap();
+        assert_eq!(reg.list().await.expect("failed over to surfpool"), vec![a.clone()]);
+        assert_eq!(reg.lookup(a.wallet).await.unwrap(), Some(a));
     })
     .await;
 }

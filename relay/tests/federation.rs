@@ -63,6 +63,11 @@ impl Node {
 
     /// The relay config: a `[bridge]` on `network`, registry section `registry` (TOML body).
     fn config(&self, network: &str, registry: &str, bootstrap: &[String]) -> String {
+        self.config_with(network, registry, bootstrap, "")
+    }
+
+    /// [`Node::config`] with more `[bridge]` keys (TOML lines).
+    fn config_with(&self, network: &str, registry: &str, bootstrap: &[String], extra: &str) -> String {
         format!(
             r#"
 [bridge]
@@ -72,6 +77,7 @@ listen = ["{}", "/ip4/127.0.0.1/udp/{}/quic-v1"]
 bootstrap = {}
 refresh_secs = 1
 retry_secs = 1
+{extra}
 
 [bridge.registry]
 {registry}
@@ -457,6 +463,23 @@ async fn bad_bridge_configs_are_refused_with_a_clear_error() {
     let bad_key = node.config("ok", &static_registry(&[]), &[]);
     let err = Relay::spawn_on_port(&db, "bad3", &bad_key, free_port()).await.err().expect("refused");
     assert!(err.contains("64 bytes"), "{err}");
+    // A static address that is not a multiaddr is refused at start, not dialled as a DNS name.
+    let other = Node::new(&dir, "other");
+    let bad_address = other.config(
+        "ok",
+        &format!(
+            "backend = \"static\"\nnodes = [{{ wallet = \"{}\" }}, {{ wallet = \"{}\", address = \"nonsense address\" }}]\n",
+            bs58::encode(other.wallet).into_string(),
+            bs58::encode(node.wallet).into_string()
+        ),
+        &[],
+    );
+    let err = Relay::spawn_on_port(&db, "bad4", &bad_address, free_port()).await.err().expect("refused");
+    assert!(
+        err.contains("bridge.registry.nodes[1].address = \"nonsense address\" is not a multiaddr")
+            && err.contains("/ip4/10.0.0.2/tcp/4001"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -622,3 +645,341 @@ async fn peer_events_are_rate_limited_by_author_and_caught_up_later() {
 }
 
 backend_tests!(partition_heals_with_catch_up, vanish_requests_apply_only_where_addressed);
+
+// ---------------------------------------------------------------------------------------------
+// Registry faults: one bad RPC answer must not partition the network.
+// ---------------------------------------------------------------------------------------------
+
+/// The `[bridge.registry]` body for `chain`'s registry read through `urls`.
+fn registry_toml_at(chain: &Chain, urls: &[&str]) -> String {
+    format!(
+        "backend = \"solana\"\nrpc_urls = {}\nprogram_id = \"{}\"\nregistry = \"{}\"\n",
+        serde_json::to_string(urls).unwrap(),
+        chain.seed.program,
+        chain.seed.registry
+    )
+}
+
+fn peer_count(status: &Value) -> usize {
+    status["peers"].as_array().map_or(0, Vec::len)
+}
+
+/// Lines of `relay`'s whole log that contain every one of `needles`.
+fn log_lines(relay: &Relay, needles: &[&str]) -> usize {
+    let log = std::fs::read_to_string(&relay.log_path).unwrap_or_default();
+    log.lines().filter(|l| needles.iter().all(|n| l.contains(n))).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_endpoint_answering_an_empty_list_revokes_nobody_until_another_confirms() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("empty").await;
+    // A second endpoint serving the same registry (another surfpool, seeded alike).
+    let second = Surfpool::start();
+    chain.seed.create(&second, "dephy-test").await;
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    for n in [&a, &b] {
+        chain.register(n, true).await;
+        chain.seed.put_node(&second, &n.entry(true)).await;
+    }
+    let reg = registry_toml_at(&chain, &[&chain.surfpool.rpc_url, &second.rpc_url]);
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[])).await;
+    wait_peers(&ra, 1).await;
+    wait_peers(&rb, 1).await;
+
+    // The first endpoint (each node's preferred one) loses every account: its
+    // getProgramAccounts answers an empty list, which would revoke both nodes.
+    for n in [&a, &b] {
+        chain.seed.remove_node(&chain.surfpool, &n.wallet).await;
+    }
+    let asked = eventually(Duration::from_secs(15), || async {
+        [&ra, &rb].iter().all(|r| log_lines(r, &["another registry endpoint disagrees: using its answer"]) >= 1)
+    })
+    .await;
+    assert!(asked, "the nodes did not ask the second endpoint:\n{}\n{}", ra.log_tail(30), rb.log_tail(30));
+    // Several more refreshes (refresh_secs = 1; the guard alone would give in after 3).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for r in [&ra, &rb] {
+        let status = bridge_status(r).await;
+        assert_eq!(peer_count(&status), 1, "a node was revoked: {status}\n{}", r.log_tail(30));
+        assert_eq!(status["registry"]["authorized_nodes"], 2, "{status}");
+        assert_eq!(metric(r, "dephy_bridge_revoked_total").await, 0.0);
+    }
+
+    // Now the second endpoint loses the accounts too: the two endpoints agree, the shrink is real.
+    for n in [&a, &b] {
+        chain.seed.remove_node(&second, &n.wallet).await;
+    }
+    let dropped = eventually(Duration::from_secs(15), || async { peer_count(&bridge_status(&ra).await) == 0 }).await;
+    assert!(dropped, "A still connected: {}\n{}", bridge_status(&ra).await, ra.log_tail(30));
+    assert!(metric(&ra, "dephy_bridge_revoked_total").await >= 1.0);
+    assert!(log_lines(&ra, &["another registry endpoint gives the same answer: accepting it"]) >= 1);
+    // A learns that its own entry is gone.
+    let warned = eventually(Duration::from_secs(5), || async {
+        log_lines(&ra, &["this node's wallet is not in the registry", &bs58::encode(a.wallet).into_string()]) == 1
+    })
+    .await;
+    assert!(warned, "A did not warn about its own entry:\n{}", ra.log_tail(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_registry_shrink_is_held_and_shown_stale_until_it_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::new("persist").await;
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    chain.register(&a, true).await;
+    chain.register(&b, true).await;
+    // One endpoint only: no second opinion, the shrink must persist over 5 refreshes.
+    let reg = chain.registry_toml();
+    let extra = "registry_shrink_confirmations = 5";
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config_with("fed", &reg, &[], extra)).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config_with("fed", &reg, &[], extra)).await;
+    wait_peers(&ra, 1).await;
+
+    chain.seed.remove_node(&chain.surfpool, &a.wallet).await;
+    chain.seed.remove_node(&chain.surfpool, &b.wallet).await;
+    let stale =
+        eventually(Duration::from_secs(15), || async { bridge_status(&ra).await["registry"]["stale"] == true }).await;
+    assert!(stale, "/health does not show the held shrink: {}", bridge_status(&ra).await);
+    let status = bridge_status(&ra).await;
+    let reason = status["registry"]["stale_reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("drops 2 of the 2 authorized nodes") && reason.contains("keeping the last good set"),
+        "{status}"
+    );
+    assert_eq!(peer_count(&status), 1, "revoked while held: {status}");
+    assert_eq!(status["registry"]["authorized_nodes"], 2);
+    assert_eq!(metric(&ra, "dephy_bridge_registry_stale").await, 1.0);
+    assert!(metric(&ra, "dephy_bridge_registry_shrinks_held_total").await >= 1.0);
+
+    // It persists: accepted after 5 consecutive refreshes.
+    let dropped = eventually(Duration::from_secs(20), || async { peer_count(&bridge_status(&ra).await) == 0 }).await;
+    assert!(dropped, "never accepted: {}\n{}", bridge_status(&ra).await, ra.log_tail(30));
+    assert!(log_lines(&ra, &["persisted over 5 consecutive refreshes"]) >= 1, "{}", ra.log_tail(30));
+    assert_eq!(bridge_status(&ra).await["registry"]["stale"], false);
+    drop(rb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GossipSub peer scoring: a peer that sends invalid messages is graylisted.
+// ---------------------------------------------------------------------------------------------
+
+mod raw_peer {
+    //! A bridge node run inside the test with the crate's own network stack (same protocols,
+    //! topic, gating and scoring), driven by hand so it can publish whatever it likes.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dephy_bridge::authorize::Authorizer;
+    use dephy_bridge::identity::NodeIdentity;
+    use dephy_bridge::network::{BehaviourEvent, Names, build_swarm};
+    use dephy_bridge::registry::{NodeEntry, StaticRegistry};
+    use dephy_bridge::sync::SyncResponse;
+    use futures_util::StreamExt as _;
+    use libp2p::gossipsub::{self, MessageAcceptance};
+    use libp2p::request_response;
+    use libp2p::swarm::SwarmEvent;
+    use tokio::sync::{mpsc, oneshot};
+
+    enum Cmd {
+        Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+        TopicPeers(oneshot::Sender<usize>),
+    }
+
+    pub struct RawPeer {
+        cmd: mpsc::Sender<Cmd>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl RawPeer {
+        /// Starts a node with `identity` on `network` that accepts `allowed` and dials `dial`.
+        pub async fn start(identity: NodeIdentity, network: &str, allowed: &[[u8; 32]], dial: &str) -> RawPeer {
+            let entries =
+                allowed.iter().map(|w| NodeEntry { wallet: *w, domain: String::new(), online: 1, active: true });
+            let (auth, _lookups) =
+                Authorizer::new(Arc::new(StaticRegistry::new(entries.collect())), Duration::from_secs(60));
+            auth.refresh().await.unwrap();
+            let names = Names::new(network).unwrap();
+            let mut swarm = build_swarm(identity.keypair.clone(), &names, auth, 128 * 1024).unwrap();
+            swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+            swarm.dial(dial.parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+            let (cmd, mut rx) = mpsc::channel(16);
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        event = swarm.select_next_some() => match event {
+                            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                                propagation_source, message_id, ..
+                            })) => {
+                                swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                                    &message_id, &propagation_source, MessageAcceptance::Ignore);
+                            }
+                            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                                message: request_response::Message::Request { channel, .. }, ..
+                            })) => {
+                                let refusal = SyncResponse::Error { message: "raw test peer".into() };
+                                let _ = swarm.behaviour_mut().sync.send_response(channel, refusal);
+                            }
+                            _ => {}
+                        },
+                        cmd = rx.recv() => match cmd {
+                            Some(Cmd::Publish(data, reply)) => {
+                                let sent = swarm.behaviour_mut().gossipsub.publish(names.topic.clone(), data);
+                                let _ = reply.send(sent.map(|_| ()).map_err(|e| e.to_string()));
+                            }
+                            Some(Cmd::TopicPeers(reply)) => {
+                                let hash = names.topic.hash();
+                                let n = swarm.behaviour().gossipsub.all_peers().filter(|(_, t)| t.contains(&&hash)).count();
+                                let _ = reply.send(n);
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            });
+            RawPeer { cmd, task }
+        }
+
+        pub async fn publish(&self, data: Vec<u8>) -> Result<(), String> {
+            let (tx, rx) = oneshot::channel();
+            self.cmd.send(Cmd::Publish(data, tx)).await.map_err(|_| "raw peer stopped".to_string())?;
+            rx.await.map_err(|_| "raw peer stopped".to_string())?
+        }
+
+        pub async fn topic_peers(&self) -> usize {
+            let (tx, rx) = oneshot::channel();
+            if self.cmd.send(Cmd::TopicPeers(tx)).await.is_err() {
+                return 0;
+            }
+            rx.await.unwrap_or(0)
+        }
+    }
+
+    impl Drop for RawPeer {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_invalid_messages_is_graylisted_and_honest_peers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    let rogue_key = dir.path().join("rogue-keypair.json");
+    let rogue = NodeIdentity::load_or_create(&rogue_key).unwrap();
+    // A static registry naming the rogue too: its messages pass the gate, only their content is bad.
+    let list = |wallets: &[[u8; 32]]| {
+        let nodes: Vec<String> =
+            wallets.iter().map(|w| format!("{{ wallet = \"{}\" }}", bs58::encode(w).into_string())).collect();
+        format!("backend = \"static\"\nnodes = [{}]\n", nodes.join(", "))
+    };
+    let reg = list(&[a.wallet, b.wallet, rogue.wallet]);
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg, &[])).await;
+    let (_db, rb) = start(Backend::Sqlite, &b, &b.config("fed", &reg, &[a.addr_with_peer()])).await;
+    wait_peers(&ra, 1).await;
+    let peer = raw_peer::RawPeer::start(rogue, "fed", &[a.wallet], &a.addr_with_peer()).await;
+    let subscribed = eventually(CONNECT, || async { peer.topic_peers().await >= 1 }).await;
+    assert!(subscribed, "the raw peer never saw A on the topic; A log:\n{}", ra.log_tail(30));
+
+    // 20 tampered events (content changed after signing), each with its own id.
+    let device = Keys::generate();
+    for n in 0..20 {
+        let event = sign(&device, 1573, &format!("original {n}"), &[], None);
+        let json = event.as_json();
+        let tampered = json.replace(&format!("\"content\":\"original {n}\""), &format!("\"content\":\"forged {n}\""));
+        assert_ne!(tampered, json);
+        peer.publish(dephy_bridge::mirror::encode(&event.id.to_bytes(), &tampered)).await.expect("publish");
+    }
+    let rejected = r#"dephy_bridge_received_total{result="rejected"}"#;
+    // 3 invalid deliveries score -90, under the graylist threshold (-80): later ones go unread.
+    let penalised = eventually(PROPAGATION, || async { metric(&ra, rejected).await >= 3.0 }).await;
+    assert!(penalised, "A rejected {} messages; log:\n{}", metric(&ra, rejected).await, ra.log_tail(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Its later valid event is not accepted: everything it sends is dropped unread.
+    let valid = dephy_event(&device, &pk(&Keys::generate()), 1);
+    peer.publish(dephy_bridge::mirror::encode(&valid.id.to_bytes(), &valid.as_json())).await.expect("publish valid");
+    // The honest peer is unaffected.
+    let honest = dephy_event(&device, &pk(&Keys::generate()), 2);
+    rb.connect().await.publish_ok(&honest).await;
+    assert!(holds(&ra, &honest.id, PROPAGATION).await, "an honest peer's event did not reach A");
+    assert!(!holds(&ra, &valid.id, Duration::from_secs(3)).await, "A accepted a graylisted peer's event");
+    assert_eq!(metric(&ra, r#"dephy_bridge_received_total{result="accepted"}"#).await, 1.0, "only the honest event");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's logs: refusals said once a minute per peer, with the wallet and the reason.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_peers_are_logged_with_wallet_and_reason_once_not_per_dial() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, stranger, inactive, foreign) =
+        (Node::new(&dir, "a"), Node::new(&dir, "stranger"), Node::new(&dir, "inactive"), Node::new(&dir, "foreign"));
+    let wallet = |n: &Node| bs58::encode(n.wallet).into_string();
+    // A lists itself, `inactive` (inactive) and `foreign` (on another network); not `stranger`.
+    let reg_a = format!(
+        "backend = \"static\"\nnodes = [{{ wallet = \"{}\" }}, {{ wallet = \"{}\", active = false }}, {{ wallet = \"{}\" }}]\n",
+        wallet(&a),
+        wallet(&inactive),
+        wallet(&foreign)
+    );
+    let (_da, ra) = start(Backend::Sqlite, &a, &a.config("fed", &reg_a, &[])).await;
+    // Each of them trusts A and dials it (retry_secs = 1). The stranger is not in its own list.
+    let trusts_a = |n: Option<&Node>| match n {
+        Some(n) => format!(
+            "backend = \"static\"\nnodes = [{{ wallet = \"{}\" }}, {{ wallet = \"{}\" }}]\n",
+            wallet(&a),
+            wallet(n)
+        ),
+        None => format!("backend = \"static\"\nnodes = [{{ wallet = \"{}\" }}]\n", wallet(&a)),
+    };
+    let seed = [a.addr_with_peer()];
+    let (_ds, rs) = start(Backend::Sqlite, &stranger, &stranger.config("fed", &trusts_a(None), &seed)).await;
+    let (_di, ri) = start(Backend::Sqlite, &inactive, &inactive.config("fed", &trusts_a(Some(&inactive)), &seed)).await;
+    let (_df, rf) = start(Backend::Sqlite, &foreign, &foreign.config("other", &trusts_a(Some(&foreign)), &seed)).await;
+
+    // Several dials each (the redial backs off: 1, 2, 4 s...).
+    let dialled = eventually(Duration::from_secs(40), || async {
+        metric(&ra, "dephy_bridge_denied_connections_total").await >= 5.0
+            && metric(&ra, "dephy_bridge_wrong_network_total").await >= 2.0
+            && metric(&rs, "dephy_bridge_refused_by_peer_total").await >= 2.0
+    })
+    .await;
+    assert!(
+        dialled,
+        "denied {}, wrong network {}, refused_by {}\nA log:\n{}\nstranger log:\n{}",
+        metric(&ra, "dephy_bridge_denied_connections_total").await,
+        metric(&ra, "dephy_bridge_wrong_network_total").await,
+        metric(&rs, "dephy_bridge_refused_by_peer_total").await,
+        ra.log_tail(40),
+        rs.log_tail(40)
+    );
+    // One line per refused peer, naming its wallet and the reason.
+    assert_eq!(log_lines(&ra, &["peer refused: not in the registry", &wallet(&stranger)]), 1, "{}", ra.log_tail(60));
+    assert_eq!(log_lines(&ra, &["peer refused: registry entry inactive", &wallet(&inactive)]), 1);
+    assert_eq!(log_lines(&ra, &["peer refused: other network", &wallet(&foreign)]), 1);
+    assert_eq!(log_lines(&ra, &["peer refused"]), 3, "{}", ra.log_tail(60));
+
+    // The refused node learns it once, instead of a catch-up failure per dial.
+    let a_peer = dephy_bridge::identity::peer_of(&a.wallet).unwrap().to_string();
+    assert_eq!(
+        log_lines(&rs, &["it most likely refuses this node", &a_peer, &wallet(&stranger)]),
+        1,
+        "{}",
+        rs.log_tail(40)
+    );
+    assert_eq!(log_lines(&rs, &["catch-up failed"]), 0, "{}", rs.log_tail(40));
+    assert_eq!(log_lines(&ri, &["it most likely refuses this node", &a_peer]), 1, "{}", ri.log_tail(40));
+    assert_eq!(log_lines(&rf, &["peer refused: other network", &wallet(&a)]), 1, "{}", rf.log_tail(40));
+    for r in [&ra, &rf] {
+        assert_eq!(log_lines(r, &["catch-up failed"]), 0, "per-dial noise:\n{}", r.log_tail(40));
+    }
+    // The stranger is not in its own static list: told what that means, not that peers refuse it.
+    assert_eq!(log_lines(&rs, &["is not in its own bridge.registry.nodes"]), 1, "{}", rs.log_tail(40));
+    assert_eq!(log_lines(&rs, &["refuse it until"]), 0);
+}
+

@@ -6,13 +6,16 @@
 //! ([`Registry::lookup`]). Two backends: [`solana::SolanaRegistry`] reads the dTelecom-layout
 //! registry program's accounts over JSON-RPC (with failover between endpoints), and
 //! [`static_list::StaticRegistry`] answers from a list in the configuration.
-//! [`layout`] decodes and encodes the on-chain accounts.
+//! [`layout`] decodes and encodes the on-chain accounts. A suspect answer (one that would drop
+//! most of the authorized set) can be checked against another source with
+//! [`Registry::list_elsewhere`].
 
 use futures_util::future::BoxFuture;
 
 pub mod layout;
 pub mod solana;
 pub mod static_list;
+pub mod transport;
 
 pub use solana::{SolanaRegistry, SolanaRegistryConfig};
 pub use static_list::{StaticNode, StaticRegistry};
@@ -80,6 +83,12 @@ pub trait Registry: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<NodeEntry>, RegistryError>>;
     /// The entry of one wallet, if registered (active or not).
     fn lookup(&self, wallet: [u8; 32]) -> BoxFuture<'_, Result<Option<NodeEntry>, RegistryError>>;
+    /// [`Registry::list`] again through another source than the one that answered the last
+    /// `list` (another RPC endpoint), to confirm or refute a suspect answer; `None` when the
+    /// backend has no other source.
+    fn list_elsewhere(&self) -> BoxFuture<'_, Option<Result<Vec<NodeEntry>, RegistryError>>> {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// Decodes a base58 Solana address (32 bytes). `key` names the configuration key in the error,

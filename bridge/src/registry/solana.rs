@@ -9,7 +9,11 @@
 //! Every call asks the endpoints in order, starting from the last one that answered, and moves
 //! on after a transport error, an RPC error or no answer within the timeout; it fails only when
 //! every endpoint failed. Nothing is cached: a node deactivated or removed on chain is seen on
-//! the next call.
+//! the next call. [`Registry::list_elsewhere`] asks the endpoints other than the one that
+//! answered the last `list` (a second opinion on a suspect answer; see `authorize.rs`).
+//!
+//! Every reply is bounded by `max_response_bytes` (default 16 MiB) before it is parsed
+//! ([`super::transport::CappedSender`]), and each call by `timeout_secs` per endpoint.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,11 +25,13 @@ use solana_account_decoder_client_types::{UiAccount, UiAccountEncoding};
 use solana_commitment_config::CommitmentConfig;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_rpc_client::rpc_client::RpcClientConfig;
 use solana_rpc_client_api::client_error::Error as ClientError;
 use solana_rpc_client_api::config::{RpcAccountInfoConfig, RpcProgramAccountsConfig};
 use solana_rpc_client_api::filter::{Memcmp, RpcFilterType};
 
 use super::layout::{self, NODE_ENTRY_LEN, NODE_ENTRY_REGISTRY_OFFSET};
+use super::transport::{CappedSender, DEFAULT_MAX_RESPONSE_BYTES};
 use super::{EndpointFailure, NodeEntry, Registry, RegistryError, parse_address};
 
 /// Configuration key prefix used in error messages.
@@ -36,6 +42,10 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 fn default_timeout_secs() -> u64 {
     DEFAULT_TIMEOUT_SECS
+}
+
+fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 /// Configuration of the Solana backend.
@@ -51,6 +61,9 @@ pub struct SolanaRegistryConfig {
     /// Bound on one RPC call to one endpoint, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Bound on one JSON-RPC reply, in bytes: a larger reply is an endpoint failure.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 /// The `NodeEntry` address of `wallet` in `registry`: the PDA of seeds `[wallet, registry]`
@@ -72,6 +85,8 @@ pub struct SolanaRegistry {
     timeout: Duration,
     /// Index of the endpoint that answered last; the next call starts there.
     preferred: AtomicUsize,
+    /// Index of the endpoint that answered the last `list`.
+    last_list: AtomicUsize,
 }
 
 impl std::fmt::Debug for SolanaRegistry {
@@ -95,6 +110,22 @@ impl SolanaRegistry {
         registry: Pubkey,
         timeout: Duration,
     ) -> Result<Self, RegistryError> {
+        Self::with_max_response(endpoints, program_id, registry, timeout, DEFAULT_MAX_RESPONSE_BYTES)
+    }
+
+    /// Like [`SolanaRegistry::new`], with each reply bounded by `max_response_bytes`.
+    pub fn with_max_response(
+        endpoints: Vec<String>,
+        program_id: Pubkey,
+        registry: Pubkey,
+        timeout: Duration,
+        max_response_bytes: usize,
+    ) -> Result<Self, RegistryError> {
+        if max_response_bytes < 1024 {
+            return Err(RegistryError::Config(format!(
+                "{KEY}.max_response_bytes = {max_response_bytes} is too small: at least 1024 (default {DEFAULT_MAX_RESPONSE_BYTES})"
+            )));
+        }
         if endpoints.is_empty() {
             return Err(RegistryError::Config(format!(
                 "{KEY}.rpc_urls is empty: list at least one Solana JSON-RPC URL (http:// or https://)"
@@ -114,19 +145,34 @@ impl SolanaRegistry {
                 }
                 // Each call is bounded by `timeout` (tokio); the HTTP client's own timeout is only
                 // a backstop, longer so that the error says which bound was hit.
+                let sender = CappedSender::new(url.clone(), timeout * 2, max_response_bytes)
+                    .map_err(|e| RegistryError::Config(format!("{KEY}.rpc_urls: {url:?}: {e}")))?;
                 let client =
-                    RpcClient::new_with_timeout_and_commitment(url.clone(), timeout * 2, CommitmentConfig::confirmed());
+                    RpcClient::new_sender(sender, RpcClientConfig::with_commitment(CommitmentConfig::confirmed()));
                 Ok(Endpoint { url, client: Arc::new(client) })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SolanaRegistry { endpoints, program_id, registry, timeout, preferred: AtomicUsize::new(0) })
+        Ok(SolanaRegistry {
+            endpoints,
+            program_id,
+            registry,
+            timeout,
+            preferred: AtomicUsize::new(0),
+            last_list: AtomicUsize::new(0),
+        })
     }
 
     /// Builds the registry from its configuration; errors name the offending key.
     pub fn from_config(cfg: &SolanaRegistryConfig) -> Result<Self, RegistryError> {
         let program_id = Pubkey::new_from_array(parse_address(&format!("{KEY}.program_id"), &cfg.program_id)?);
         let registry = Pubkey::new_from_array(parse_address(&format!("{KEY}.registry"), &cfg.registry)?);
-        Self::new(cfg.rpc_urls.clone(), program_id, registry, Duration::from_secs(cfg.timeout_secs))
+        Self::with_max_response(
+            cfg.rpc_urls.clone(),
+            program_id,
+            registry,
+            Duration::from_secs(cfg.timeout_secs),
+            cfg.max_response_bytes,
+        )
     }
 
     pub fn program_id(&self) -> &Pubkey {
@@ -143,16 +189,32 @@ impl SolanaRegistry {
     }
 
     /// Runs `call` against the endpoints in failover order; `what` names the request in errors.
-    async fn with_failover<T, F, Fut>(&self, what: &str, call: F) -> Result<T, RegistryError>
+    /// Returns the answer and the index of the endpoint that gave it.
+    async fn with_failover<T, F, Fut>(&self, what: &str, call: F) -> Result<(T, usize), RegistryError>
     where
         F: Fn(Arc<RpcClient>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let count = self.endpoints.len();
         let start = self.preferred.load(Ordering::Relaxed) % count;
+        self.try_endpoints(what, (0..count).map(|step| (start + step) % count), call).await
+    }
+
+    /// Runs `call` against the endpoints at `order` until one answers; the one that answers
+    /// becomes the preferred endpoint.
+    async fn try_endpoints<T, F, Fut>(
+        &self,
+        what: &str,
+        order: impl Iterator<Item = usize>,
+        call: F,
+    ) -> Result<(T, usize), RegistryError>
+    where
+        F: Fn(Arc<RpcClient>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let start = self.preferred.load(Ordering::Relaxed) % self.endpoints.len();
         let mut failures = Vec::new();
-        for step in 0..count {
-            let index = (start + step) % count;
+        for index in order {
             let endpoint = &self.endpoints[index];
             let message = match tokio::time::timeout(self.timeout, call(endpoint.client.clone())).await {
                 Ok(Ok(value)) => {
@@ -160,7 +222,7 @@ impl SolanaRegistry {
                         self.preferred.store(index, Ordering::Relaxed);
                         tracing::info!(endpoint = %endpoint.url, "registry RPC failed over to this endpoint");
                     }
-                    return Ok(value);
+                    return Ok((value, index));
                 }
                 Ok(Err(err)) => format!("{what} failed: {err}"),
                 Err(_) => format!("{what} got no answer within {:?}", self.timeout),
@@ -172,6 +234,22 @@ impl SolanaRegistry {
     }
 
     async fn list_entries(&self) -> Result<Vec<NodeEntry>, RegistryError> {
+        let count = self.endpoints.len();
+        let start = self.preferred.load(Ordering::Relaxed) % count;
+        self.list_from((0..count).map(|step| (start + step) % count)).await
+    }
+
+    /// `list` through the endpoints other than the one that answered the last `list`.
+    async fn list_elsewhere_entries(&self) -> Option<Result<Vec<NodeEntry>, RegistryError>> {
+        let count = self.endpoints.len();
+        if count < 2 {
+            return None;
+        }
+        let last = self.last_list.load(Ordering::Relaxed) % count;
+        Some(self.list_from((1..count).map(|step| (last + step) % count)).await)
+    }
+
+    async fn list_from(&self, order: impl Iterator<Item = usize>) -> Result<Vec<NodeEntry>, RegistryError> {
         let config = RpcProgramAccountsConfig {
             filters: Some(vec![
                 RpcFilterType::Memcmp(Memcmp::new_base58_encoded(NODE_ENTRY_REGISTRY_OFFSET, self.registry.as_ref())),
@@ -181,12 +259,13 @@ impl SolanaRegistry {
             ..RpcProgramAccountsConfig::default()
         };
         let program = self.program_id;
-        let accounts = self
-            .with_failover("getProgramAccounts", |client| {
+        let (accounts, answered) = self
+            .try_endpoints("getProgramAccounts", order, |client| {
                 let config = config.clone();
                 async move { client.get_program_ui_accounts_with_config(&program, config).await }
             })
             .await?;
+        self.last_list.store(answered, Ordering::Relaxed);
         let registry = self.registry.to_bytes();
         let mut entries: Vec<NodeEntry> = accounts
             .into_iter()
@@ -205,7 +284,7 @@ impl SolanaRegistry {
 
     async fn lookup_entry(&self, wallet: [u8; 32]) -> Result<Option<NodeEntry>, RegistryError> {
         let address = node_entry_address(&self.program_id, &self.registry, &Pubkey::new_from_array(wallet));
-        let account = self
+        let (account, _) = self
             .with_failover("getAccountInfo", |client| async move {
                 client.get_ui_account_with_config(&address, account_config()).await.map(|response| response.value)
             })
@@ -258,6 +337,10 @@ impl Registry for SolanaRegistry {
     fn lookup(&self, wallet: [u8; 32]) -> BoxFuture<'_, Result<Option<NodeEntry>, RegistryError>> {
         Box::pin(self.lookup_entry(wallet))
     }
+
+    fn list_elsewhere(&self) -> BoxFuture<'_, Option<Result<Vec<NodeEntry>, RegistryError>>> {
+        Box::pin(self.list_elsewhere_entries())
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +360,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(cfg.timeout_secs, DEFAULT_TIMEOUT_SECS);
+        assert_eq!(cfg.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
         let registry = SolanaRegistry::from_config(&cfg).unwrap();
         assert_eq!(registry.backend(), "solana");
         assert_eq!(registry.current_endpoint(), "http://127.0.0.1:8899");
@@ -297,6 +381,7 @@ mod tests {
             program_id: good.clone(),
             registry: good.clone(),
             timeout_secs: 5,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         };
         let err = |cfg: SolanaRegistryConfig| SolanaRegistry::from_config(&cfg).unwrap_err().to_string();
 
@@ -308,6 +393,8 @@ mod tests {
         assert!(text.contains("bridge.registry.rpc_urls is empty"), "{text}");
         let text = err(SolanaRegistryConfig { rpc_urls: vec!["127.0.0.1:8899".into()], ..base.clone() });
         assert!(text.contains("bridge.registry.rpc_urls") && text.contains("http://"), "{text}");
+        let text = err(SolanaRegistryConfig { max_response_bytes: 10, ..base.clone() });
+        assert!(text.contains("bridge.registry.max_response_bytes"), "{text}");
         let text = err(SolanaRegistryConfig { timeout_secs: 0, ..base });
         assert!(text.contains("bridge.registry.timeout_secs"), "{text}");
     }

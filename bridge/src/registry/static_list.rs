@@ -18,7 +18,8 @@ fn yes() -> bool {
 pub struct StaticNode {
     /// The node's Solana wallet (base58).
     pub wallet: String,
-    /// Bootstrap address hint (may be empty).
+    /// The node's address, a multiaddr (`/ip4/10.0.0.2/tcp/4001`, `/dns4/node.example.org/tcp/4001`;
+    /// a trailing `/p2p/<PeerId>` is optional and must be this wallet's); may be empty.
     #[serde(default)]
     pub address: String,
     #[serde(default = "yes")]
@@ -37,7 +38,8 @@ impl StaticRegistry {
     }
 
     /// Builds the list from the configured nodes; an error names the entry (its index in
-    /// `bridge.registry.nodes`) whose wallet is not a base58 Solana address or is listed twice.
+    /// `bridge.registry.nodes`) whose wallet is not a base58 Solana address or is listed twice,
+    /// or whose address is not a multiaddr (or names another peer).
     pub fn from_config(nodes: &[StaticNode]) -> Result<Self, RegistryError> {
         let mut entries: Vec<NodeEntry> = Vec::with_capacity(nodes.len());
         for (index, node) in nodes.iter().enumerate() {
@@ -49,7 +51,11 @@ impl StaticRegistry {
                     node.wallet
                 )));
             }
-            entries.push(NodeEntry { wallet, domain: node.address.clone(), online: 0, active: node.active });
+            let address = node.address.trim();
+            if !address.is_empty() {
+                check_address(index, address, &wallet)?;
+            }
+            entries.push(NodeEntry { wallet, domain: address.to_string(), online: 0, active: node.active });
         }
         Ok(Self::new(entries))
     }
@@ -67,6 +73,27 @@ impl StaticRegistry {
         let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.iter().find(|e| &e.wallet == wallet).cloned()
     }
+}
+
+/// A static node's address must be a multiaddr (unlike an on-chain `domain`, no `host:port`
+/// shorthand), and a `/p2p/...` in it must be the node's own PeerId.
+fn check_address(index: usize, address: &str, wallet: &[u8; 32]) -> Result<(), RegistryError> {
+    let key = format!("bridge.registry.nodes[{index}].address");
+    let addr: libp2p::Multiaddr = address.parse().map_err(|e| {
+        RegistryError::Config(format!(
+            "{key} = {address:?} is not a multiaddr ({e}); write e.g. \"/ip4/10.0.0.2/tcp/4001\" or \
+             \"/dns4/node.example.org/tcp/4001\""
+        ))
+    })?;
+    // (A wallet that is not an ed25519 key never matches a PeerId; it is refused at the gate.)
+    if let Some(peer) = crate::identity::peer_of(wallet)
+        && crate::addr::with_peer(addr, peer).is_none()
+    {
+        return Err(RegistryError::Config(format!(
+            "{key} = {address:?} names another peer than this entry's wallet ({peer}); drop the /p2p/... part"
+        )));
+    }
+    Ok(())
 }
 
 impl Registry for StaticRegistry {
@@ -137,6 +164,22 @@ mod tests {
         let short = bs58::encode([1u8; 20]).into_string();
         let text = err(&[StaticNode { wallet: short, ..node([2; 32]) }]);
         assert!(text.starts_with("bridge.registry.nodes[0].wallet") && text.contains("20 bytes"), "{text}");
+
+        let text = err(&[node([1; 32]), StaticNode { address: "nonsense address".into(), ..node([2; 32]) }]);
+        assert!(
+            text.starts_with("bridge.registry.nodes[1].address = \"nonsense address\" is not a multiaddr"),
+            "{text}"
+        );
+        assert!(text.contains("/ip4/10.0.0.2/tcp/4001"), "an example: {text}");
+        let text = err(&[StaticNode { address: "10.0.0.2:4001".into(), ..node([2; 32]) }]);
+        assert!(text.starts_with("bridge.registry.nodes[0].address"), "{text}");
+        let key = |_| libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        let (mine, other) = (key(0), key(1));
+        let wallet = crate::identity::wallet_of(&mine).unwrap();
+        let ok = StaticNode { address: format!("/ip4/10.0.0.2/tcp/1/p2p/{mine}"), ..node(wallet) };
+        StaticRegistry::from_config(&[ok]).expect("its own PeerId is fine");
+        let text = err(&[StaticNode { address: format!("/ip4/10.0.0.2/tcp/1/p2p/{other}"), ..node(wallet) }]);
+        assert!(text.contains("names another peer"), "{text}");
 
         let text = err(&[node([1; 32]), node([2; 32]), node([1; 32])]);
         assert!(text.starts_with("bridge.registry.nodes[2].wallet") && text.contains("nodes[0]"), "{text}");

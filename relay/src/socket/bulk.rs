@@ -80,7 +80,7 @@ mod tests {
         let slots = BulkSlots::new(1);
         let slot = slots.acquire().await;
         let stalled =
-            tokio::spawn({ async move { hold_while_progressing(Some(slot), std::future::pending::<()>()).await } });
+            tokio::spawn(async move { hold_while_progressing(Some(slot), std::future::pending::<()>()).await });
         // The only slot comes back while the write is still stalled.
         let again = tokio::time::timeout(Duration::from_secs(10), slots.acquire()).await;
         assert!(again.is_ok(), "the slot was not released by a stalled write");
