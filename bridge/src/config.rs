@@ -6,6 +6,10 @@
 //! keypair_file = "data/node-keypair.json"   # Solana keypair = libp2p identity (created if absent)
 //! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 //! bootstrap = ["/dns/seed.example.org/tcp/4001/p2p/12D3KooW..."]
+//! catchup_window_secs = 86400               # how far back peers reconcile on (re)connect
+//! sync_max_items = 20000                    # most events in one reconciled slice (memory bound)
+//! sync_sessions_per_peer = 2                # catch-up requests of one peer answered at a time
+//! sync_max_sessions = 8                     # catch-up requests answered at a time, in all
 //!
 //! [bridge.registry]
 //! backend = "solana"                        # or "static" with nodes = [{ wallet = "...", address = "..." }]
@@ -56,6 +60,16 @@ pub struct BridgeConfig {
     /// How far back (seconds of `created_at`) two nodes reconcile when they (re)connect.
     #[serde(default = "default_catchup_window_secs")]
     pub catchup_window_secs: u64,
+    /// Most events in one catch-up slice's inventory, on either side: a slice holding more is
+    /// split (by time, then by id), so a session's memory is bounded by this whatever the gap.
+    #[serde(default = "default_sync_max_items")]
+    pub sync_max_items: usize,
+    /// Catch-up requests of one peer answered at a time (more: `rate-limited:`).
+    #[serde(default = "default_sync_sessions_per_peer")]
+    pub sync_sessions_per_peer: usize,
+    /// Catch-up requests answered at a time, all peers together (more: `rate-limited:`).
+    #[serde(default = "default_sync_max_sessions")]
+    pub sync_max_sessions: usize,
     /// Port assumed for registry domains that name none.
     #[serde(default = "default_port")]
     pub default_port: u16,
@@ -93,6 +107,15 @@ fn default_retry_secs() -> u64 {
 fn default_catchup_window_secs() -> u64 {
     24 * 3600
 }
+fn default_sync_max_items() -> usize {
+    20_000
+}
+fn default_sync_sessions_per_peer() -> usize {
+    2
+}
+fn default_sync_max_sessions() -> usize {
+    8
+}
 fn default_port() -> u16 {
     4001
 }
@@ -116,6 +139,16 @@ impl BridgeConfig {
         }
         if self.refresh_secs == 0 || self.retry_secs == 0 {
             bail!("bridge.refresh_secs and bridge.retry_secs must be at least 1");
+        }
+        if self.sync_max_items < 16 || self.sync_max_items > 10_000_000 {
+            bail!("bridge.sync_max_items = {}: use 16 to 10000000 (default 20000)", self.sync_max_items);
+        }
+        if self.sync_sessions_per_peer == 0 || self.sync_max_sessions < self.sync_sessions_per_peer {
+            bail!(
+                "bridge.sync_sessions_per_peer ({}) must be at least 1 and at most bridge.sync_max_sessions ({})",
+                self.sync_sessions_per_peer,
+                self.sync_max_sessions
+            );
         }
         let parse = |key: &str, list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
             list.iter()
@@ -144,6 +177,15 @@ impl BridgeConfig {
 
     pub fn retry_interval(&self) -> Duration {
         Duration::from_secs(self.retry_secs)
+    }
+
+    pub fn sync_limits(&self) -> crate::sync::SyncLimits {
+        crate::sync::SyncLimits {
+            window_secs: self.catchup_window_secs,
+            max_items: self.sync_max_items,
+            sessions_per_peer: self.sync_sessions_per_peer,
+            max_sessions: self.sync_max_sessions,
+        }
     }
 }
 
@@ -175,6 +217,12 @@ mod tests {
         cfg.network = "ok".into();
         cfg.bootstrap = vec!["not-an-addr".into()];
         assert!(cfg.validate().err().unwrap().to_string().contains("bridge.bootstrap"));
+        cfg.bootstrap.clear();
+        cfg.sync_max_items = 0;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.sync_max_items"));
+        cfg.sync_max_items = 100;
+        cfg.sync_sessions_per_peer = 9;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.sync_sessions_per_peer"));
         let err = toml::from_str::<BridgeConfig>("[registry]\nbackend = \"carrier-pigeon\"\n").err().unwrap();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
     }

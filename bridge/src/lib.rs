@@ -13,8 +13,8 @@
 //!
 //! Modules: `identity` (Solana keypair = PeerId), `registry` (where node entries come from),
 //! `authorize` (the cached authorized set, refresh, negative cache), `gate` (connection
-//! gating), `network` (the libp2p stack), `mirror` (message format, validation), `sync`
-//! (catch-up with negentropy), `node` (the event loop), `status` and `metrics`.
+//! gating), `network` (the libp2p stack), `mirror` (message format, validation), `slice` and `sync`
+//! (catch-up with negentropy, slice by slice), `node` (the event loop), `status` and `metrics`.
 
 pub mod addr;
 pub mod authorize;
@@ -27,6 +27,7 @@ pub mod network;
 pub mod node;
 pub mod port;
 pub mod registry;
+pub mod slice;
 pub mod status;
 pub mod sync;
 
@@ -133,7 +134,7 @@ impl Bridge {
             bootstrap: addrs.bootstrap,
             default_port: cfg.default_port,
             retry: cfg.retry_interval(),
-            catchup_window_secs: cfg.catchup_window_secs,
+            sync: cfg.sync_limits(),
             outgoing,
             control: control_rx,
             shutdown: shutdown.clone(),

@@ -30,11 +30,35 @@ pub const INGESTED: &str = "dephy_bridge_ingested_total";
 pub const SYNCED: &str = "dephy_bridge_synced_events_total";
 /// Counter: catch-up sessions (label `result`: ok, error).
 pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";
+/// Gauge: ids found missing during catch-up and not fetched yet (all sessions).
+pub const SYNC_PENDING: &str = "dephy_bridge_sync_pending_ids";
+/// Counter: negentropy rounds (label `role`: initiator, responder).
+pub const SYNC_ROUNDS: &str = "dephy_bridge_sync_rounds_total";
+/// Counter: slices reconciled as initiator.
+pub const SYNC_SLICES: &str = "dephy_bridge_sync_slices_total";
+/// Counter: `Split` answers (a peer's slice held more than `sync_max_items` events here).
+pub const SYNC_SPLITS: &str = "dephy_bridge_sync_splits_total";
+/// Counter: catch-up requests of peers refused (label `reason`: peer_busy, node_busy,
+/// too_many_ids, bad_message, error).
+pub const SYNC_REFUSED: &str = "dephy_bridge_sync_refused_total";
+/// Counter: catch-up sessions not started because one with that peer is running.
+pub const SYNC_SKIPPED: &str = "dephy_bridge_sync_skipped_total";
 
 /// Creates every bridge series with a zero value; called when the bridge starts, so
 /// `/metrics` lists them from start (and only on relays that run the bridge).
 pub fn register() {
-    for name in [REGISTRY_ERRORS, REGISTRY_LOOKUPS, REVOKED, WRONG_NETWORK, PUBLISHED, INGESTED, SYNCED] {
+    for name in [
+        REGISTRY_ERRORS,
+        REGISTRY_LOOKUPS,
+        REVOKED,
+        WRONG_NETWORK,
+        PUBLISHED,
+        INGESTED,
+        SYNCED,
+        SYNC_SLICES,
+        SYNC_SPLITS,
+        SYNC_SKIPPED,
+    ] {
         metrics::counter!(name).absolute(0);
     }
     for direction in ["inbound", "outbound"] {
@@ -49,7 +73,13 @@ pub fn register() {
     for result in ["ok", "error"] {
         metrics::counter!(SYNC_SESSIONS, "result" => result).absolute(0);
     }
-    for name in [PEERS, READY, AUTHORIZED_NODES, REGISTRY_STALE] {
+    for role in ["initiator", "responder"] {
+        metrics::counter!(SYNC_ROUNDS, "role" => role).absolute(0);
+    }
+    for reason in ["peer_busy", "node_busy", "too_many_ids", "bad_message", "error"] {
+        metrics::counter!(SYNC_REFUSED, "reason" => reason).absolute(0);
+    }
+    for name in [PEERS, READY, AUTHORIZED_NODES, REGISTRY_STALE, SYNC_PENDING] {
         metrics::gauge!(name).set(0.0);
     }
 }

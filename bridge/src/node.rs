@@ -6,11 +6,12 @@
 //!   requests and responses;
 //! - validation verdicts from the validator task;
 //! - registry changes (revocations, newly authorized nodes) from the refresher task;
-//! - catch-up requests of running sessions;
+//! - catch-up requests of running sessions (one session per peer as initiator; peers'
+//!   requests admitted by the [`Responder`]'s limits, the others refused at once);
 //! - a retry timer: while the node has no peer it redials every bootstrap address.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -31,7 +32,7 @@ use crate::network::{Behaviour, BehaviourEvent, Names};
 use crate::port::{Ingested, Outgoing, RelayPort};
 use crate::registry::NodeEntry;
 use crate::status::Status;
-use crate::sync::{self, Requester, SyncResponse};
+use crate::sync::{self, Requester, Responder, SyncResponse};
 
 /// A registry change the node acts on.
 pub enum Control {
@@ -51,7 +52,7 @@ pub struct Node {
     pub bootstrap: Vec<Multiaddr>,
     pub default_port: u16,
     pub retry: Duration,
-    pub catchup_window_secs: u64,
+    pub sync: sync::SyncLimits,
     pub outgoing: mpsc::Receiver<Outgoing>,
     pub control: mpsc::Receiver<Control>,
     pub shutdown: CancellationToken,
@@ -68,6 +69,9 @@ impl Node {
         let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
         let requester = Requester(request_tx);
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
+        let responder = Responder::new(self.relay.clone(), self.sync);
+        // Peers we run a catch-up session with: one at a time per peer.
+        let initiating: Arc<Mutex<HashSet<PeerId>>> = Arc::default();
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
         let mut retry = tokio::time::interval(self.retry);
@@ -110,20 +114,29 @@ impl Node {
                         if endpoint.is_dialer() {
                             self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                         }
-                        let (requester, relay, window) = (requester.clone(), self.relay.clone(), self.catchup_window_secs);
-                        tokio::spawn(async move {
-                            match sync::catch_up(peer_id, &requester, &relay, window).await {
-                                Ok(report) => {
-                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
-                                    tracing::info!(peer = %peer_id, needed = report.needed, stored = report.stored,
-                                        offered = report.offered, "catch-up done");
+                        if !initiating.lock().unwrap_or_else(|e| e.into_inner()).insert(peer_id) {
+                            metrics::counter!(m::SYNC_SKIPPED).increment(1);
+                            tracing::debug!(peer = %peer_id, "catch-up with this peer already running");
+                        } else {
+                            let (requester, relay, limits) = (requester.clone(), self.relay.clone(), self.sync);
+                            let initiating = initiating.clone();
+                            tokio::spawn(async move {
+                                let started = std::time::Instant::now();
+                                match sync::catch_up(peer_id, &requester, &relay, &limits).await {
+                                    Ok(r) => {
+                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
+                                        tracing::info!(peer = %peer_id, needed = r.needed, stored = r.stored,
+                                            offered = r.offered, slices = r.slices, rounds = r.rounds,
+                                            secs = started.elapsed().as_secs_f32(), "catch-up done");
+                                    }
+                                    Err(e) => {
+                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
+                                        tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
+                                    }
                                 }
-                                Err(e) => {
-                                    metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                                    tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
-                                }
-                            }
-                        });
+                                initiating.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
+                            });
+                        }
                     }
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. }
                         if connected.contains(&peer_id) =>
@@ -142,7 +155,9 @@ impl Node {
                     SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                         tracing::debug!(%send_back_addr, %error, "inbound connection failed");
                     }
-                    SwarmEvent::Behaviour(event) => self.on_behaviour(event, &validate_tx, &answer_tx, &mut pending, &connected),
+                    SwarmEvent::Behaviour(event) => {
+                        self.on_behaviour(event, &validate_tx, &answer_tx, &responder, &mut pending, &connected)
+                    }
                     _ => {}
                 },
             }
@@ -155,6 +170,7 @@ impl Node {
         event: BehaviourEvent,
         validate: &mpsc::Sender<(PeerId, MessageId, gossipsub::Message)>,
         answers: &mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
+        responder: &Arc<Responder>,
         pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
         connected: &HashSet<PeerId>,
     ) {
@@ -194,14 +210,21 @@ impl Node {
                 let _ = self.swarm.dial(opts);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let (relay, answers) = (self.relay.clone(), answers.clone());
-                    tracing::trace!(%peer, "sync request");
-                    tokio::spawn(async move {
-                        let response = sync::answer(relay, request).await;
-                        let _ = answers.send((channel, response)).await;
-                    });
-                }
+                request_response::Message::Request { request, channel, .. } => match responder.admit(peer) {
+                    Ok(permit) => {
+                        let answers = answers.clone();
+                        tracing::trace!(%peer, "sync request");
+                        tokio::spawn(async move {
+                            let response = permit.answer(request).await;
+                            drop(permit);
+                            let _ = answers.send((channel, response)).await;
+                        });
+                    }
+                    Err(message) => {
+                        tracing::debug!(%peer, %message, "sync request refused");
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Error { message });
+                    }
+                },
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = pending.remove(&request_id) {
                         let _ = reply.send(Ok(response));
