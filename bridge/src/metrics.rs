@@ -41,7 +41,8 @@ pub const SYNC_SPLITS: &str = "dephy_bridge_sync_splits_total";
 /// Counter: catch-up requests of peers refused (label `reason`: peer_busy, node_busy,
 /// too_many_ids, bad_message, error).
 pub const SYNC_REFUSED: &str = "dephy_bridge_sync_refused_total";
-/// Counter: catch-up sessions not started because one with that peer is running.
+/// Counter: connections to a peer with which a catch-up session was running (another
+/// session follows when it ends, instead of two at once).
 pub const SYNC_SKIPPED: &str = "dephy_bridge_sync_skipped_total";
 
 /// Creates every bridge series with a zero value; called when the bridge starts, so

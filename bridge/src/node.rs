@@ -70,8 +70,9 @@ impl Node {
         let requester = Requester(request_tx);
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
         let responder = Responder::new(self.relay.clone(), self.sync);
-        // Peers we run a catch-up session with: one at a time per peer.
-        let initiating: Arc<Mutex<HashSet<PeerId>>> = Arc::default();
+        // Peers we run a catch-up session with (one at a time per peer), and whether another
+        // is due when it ends.
+        let initiating: Arc<Mutex<HashMap<PeerId, bool>>> = Arc::default();
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
         let mut retry = tokio::time::interval(self.retry);
@@ -114,27 +115,51 @@ impl Node {
                         if endpoint.is_dialer() {
                             self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                         }
-                        if !initiating.lock().unwrap_or_else(|e| e.into_inner()).insert(peer_id) {
+                        // One session per peer: a connection made while one runs (a quick
+                        // reconnect) gets another session once it ends.
+                        let running = {
+                            let mut sessions = initiating.lock().unwrap_or_else(|e| e.into_inner());
+                            match sessions.get_mut(&peer_id) {
+                                Some(again) => {
+                                    *again = true;
+                                    true
+                                }
+                                None => {
+                                    sessions.insert(peer_id, false);
+                                    false
+                                }
+                            }
+                        };
+                        if running {
                             metrics::counter!(m::SYNC_SKIPPED).increment(1);
-                            tracing::debug!(peer = %peer_id, "catch-up with this peer already running");
+                            tracing::debug!(peer = %peer_id, "catch-up with this peer running: another follows");
                         } else {
                             let (requester, relay, limits) = (requester.clone(), self.relay.clone(), self.sync);
                             let initiating = initiating.clone();
                             tokio::spawn(async move {
-                                let started = std::time::Instant::now();
-                                match sync::catch_up(peer_id, &requester, &relay, &limits).await {
-                                    Ok(r) => {
-                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
-                                        tracing::info!(peer = %peer_id, needed = r.needed, stored = r.stored,
-                                            offered = r.offered, slices = r.slices, rounds = r.rounds,
-                                            secs = started.elapsed().as_secs_f32(), "catch-up done");
+                                loop {
+                                    let started = std::time::Instant::now();
+                                    match sync::catch_up(peer_id, &requester, &relay, &limits).await {
+                                        Ok(r) => {
+                                            metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
+                                            tracing::info!(peer = %peer_id, needed = r.needed, stored = r.stored,
+                                                offered = r.offered, slices = r.slices, rounds = r.rounds,
+                                                secs = started.elapsed().as_secs_f32(), "catch-up done");
+                                        }
+                                        Err(e) => {
+                                            metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
+                                            tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
+                                        }
                                     }
-                                    Err(e) => {
-                                        metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                                        tracing::warn!(peer = %peer_id, error = %e, "catch-up failed");
+                                    let mut sessions = initiating.lock().unwrap_or_else(|e| e.into_inner());
+                                    match sessions.get_mut(&peer_id) {
+                                        Some(again) if *again => *again = false,
+                                        _ => {
+                                            sessions.remove(&peer_id);
+                                            break;
+                                        }
                                     }
                                 }
-                                initiating.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
                             });
                         }
                     }
