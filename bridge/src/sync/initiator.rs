@@ -2,7 +2,8 @@
 //!
 //! Bounded whatever the peer claims: our inventory of a slice holds at most `max_items`
 //! events (a larger slice is split before anything is sent), each answer at most
-//! [`MAX_FRAME_IN`] bytes, the ids the peer claims in one slice at most `max_items`, and the
+//! [`MAX_FRAME_IN`] bytes, the ids the peer claims in one slice at most `max_items` (beyond,
+//! the slice is split, as when the peer answers `Split`: it may allow larger slices), and the
 //! ids are fetched (in batches of [`FETCH_BATCH`]) as each round yields them, so nothing
 //! accumulates across rounds or slices. Ids we hold and the peer lacks are only counted: the
 //! peer fetches them in its own session.
@@ -77,7 +78,9 @@ pub async fn catch_up(
             session.report.slices += 1;
             metrics::counter!(m::SYNC_SLICES).increment(1);
         } else {
-            let (lower, upper) = slice.split().ok_or("peer asked to split a slice of a single key")?;
+            let (lower, upper) = slice
+                .split()
+                .ok_or("the peer claims too many events in a slice of a single key (it splits or claims endlessly)")?;
             session.report.splits += 1;
             stack.push(upper);
             stack.push(lower);
@@ -133,10 +136,9 @@ impl Session<'_> {
             self.report.offered += have.len();
             claimed += need.len();
             if claimed > self.max_items {
-                return Err(format!(
-                    "the peer claims more than {} events in one slice, which it should have split",
-                    self.max_items
-                ));
+                // More than we take in one slice (the peer may allow larger ones): split it.
+                // What was fetched so far is stored; the halves find only the rest.
+                return Ok(false);
             }
             self.fetch(need).await?;
             match next {
