@@ -20,7 +20,7 @@ use libp2p::PeerId;
 use crate::metrics as m;
 use crate::port::RelayPort;
 use crate::status::Status;
-use crate::sync::{self, Requester};
+use crate::sync::{self, Requester, SyncLimits};
 
 /// Pause before a follow-up session, so the rate limits refill part of their budget.
 pub const RESYNC_DELAY: Duration = Duration::from_secs(3);
@@ -32,7 +32,7 @@ pub const MAX_FOLLOW_UPS: u32 = 40;
 pub struct CatchUps {
     requester: Requester,
     relay: Arc<dyn RelayPort>,
-    window_secs: u64,
+    limits: SyncLimits,
     /// Which peers are connected: a session that failed because its connection went away is
     /// not worth a warning (a refusal is reported once, on close).
     status: Arc<Status>,
@@ -42,8 +42,8 @@ pub struct CatchUps {
 }
 
 impl CatchUps {
-    pub fn new(requester: Requester, relay: Arc<dyn RelayPort>, window_secs: u64, status: Arc<Status>) -> Self {
-        Self { requester, relay, window_secs, status, running: Arc::default() }
+    pub fn new(requester: Requester, relay: Arc<dyn RelayPort>, limits: SyncLimits, status: Arc<Status>) -> Self {
+        Self { requester, relay, limits, status, running: Arc::default() }
     }
 
     /// A session with `peer` after `delay`; if one is running, a follow-up once it ends.
@@ -51,7 +51,10 @@ impl CatchUps {
         {
             let mut running = self.running.lock().expect("catch-up sessions lock");
             if let Some(again) = running.get_mut(&peer) {
+                // A quick reconnect, or a refusal while a session runs: one more follows it.
                 *again = true;
+                metrics::counter!(m::SYNC_SKIPPED).increment(1);
+                tracing::debug!(peer = %peer, "catch-up with this peer running: another follows");
                 return;
             }
             running.insert(peer, false);
@@ -64,11 +67,13 @@ impl CatchUps {
         tokio::time::sleep(delay).await;
         let mut follow_ups = 0;
         loop {
-            let deferred = match sync::catch_up(peer, &self.requester, &self.relay, self.window_secs).await {
+            let started = std::time::Instant::now();
+            let deferred = match sync::catch_up(peer, &self.requester, &self.relay, &self.limits).await {
                 Ok(report) => {
                     metrics::counter!(m::SYNC_SESSIONS, "result" => "ok").increment(1);
                     tracing::info!(peer = %peer, needed = report.needed, stored = report.stored,
-                        offered = report.offered, deferred = report.deferred, "catch-up done");
+                        offered = report.offered, deferred = report.deferred, slices = report.slices,
+                        rounds = report.rounds, secs = started.elapsed().as_secs_f32(), "catch-up done");
                     report.deferred
                 }
                 Err(e) => {

@@ -10,6 +10,10 @@
 //! retry_max_secs = 120                      # ...doubling (with jitter) up to this
 //! registry_max_shrink_percent = 50          # a refresh dropping more of the set is suspect...
 //! registry_shrink_confirmations = 3         # ...until confirmed, or seen this many times in a row
+//! catchup_window_secs = 86400               # how far back peers reconcile on (re)connect
+//! sync_max_items = 20000                    # most events in one reconciled slice (memory bound)
+//! sync_sessions_per_peer = 2                # catch-up requests of one peer answered at a time
+//! sync_max_sessions = 8                     # catch-up requests answered at a time, in all
 //!
 //! [bridge.registry]
 //! backend = "solana"                        # or "static" with nodes = [{ wallet = "...", address = "..." }]
@@ -72,6 +76,16 @@ pub struct BridgeConfig {
     /// How far back (seconds of `created_at`) two nodes reconcile when they (re)connect.
     #[serde(default = "default_catchup_window_secs")]
     pub catchup_window_secs: u64,
+    /// Most events in one catch-up slice's inventory, on either side: a slice holding more is
+    /// split (by time, then by id), so a session's memory is bounded by this whatever the gap.
+    #[serde(default = "default_sync_max_items")]
+    pub sync_max_items: usize,
+    /// Catch-up requests of one peer answered at a time (more: `rate-limited:`).
+    #[serde(default = "default_sync_sessions_per_peer")]
+    pub sync_sessions_per_peer: usize,
+    /// Catch-up requests answered at a time, all peers together (more: `rate-limited:`).
+    #[serde(default = "default_sync_max_sessions")]
+    pub sync_max_sessions: usize,
     /// Port assumed for registry domains that name none.
     #[serde(default = "default_port")]
     pub default_port: u16,
@@ -118,6 +132,15 @@ fn default_shrink_confirmations() -> u32 {
 fn default_catchup_window_secs() -> u64 {
     24 * 3600
 }
+fn default_sync_max_items() -> usize {
+    20_000
+}
+fn default_sync_sessions_per_peer() -> usize {
+    2
+}
+fn default_sync_max_sessions() -> usize {
+    8
+}
 fn default_port() -> u16 {
     4001
 }
@@ -158,6 +181,16 @@ impl BridgeConfig {
         if self.registry_shrink_confirmations == 0 {
             bail!("bridge.registry_shrink_confirmations must be at least 1 (1 accepts a large shrink at once)");
         }
+        if self.sync_max_items < 16 || self.sync_max_items > 10_000_000 {
+            bail!("bridge.sync_max_items = {}: use 16 to 10000000 (default 20000)", self.sync_max_items);
+        }
+        if self.sync_sessions_per_peer == 0 || self.sync_max_sessions < self.sync_sessions_per_peer {
+            bail!(
+                "bridge.sync_sessions_per_peer ({}) must be at least 1 and at most bridge.sync_max_sessions ({})",
+                self.sync_sessions_per_peer,
+                self.sync_max_sessions
+            );
+        }
         let parse = |key: &str, list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
             list.iter()
                 .map(|s| {
@@ -195,6 +228,15 @@ impl BridgeConfig {
         crate::authorize::ShrinkGuard {
             max_shrink_percent: self.registry_max_shrink_percent,
             confirmations: self.registry_shrink_confirmations,
+        }
+    }
+
+    pub fn sync_limits(&self) -> crate::sync::SyncLimits {
+        crate::sync::SyncLimits {
+            window_secs: self.catchup_window_secs,
+            max_items: self.sync_max_items,
+            sessions_per_peer: self.sync_sessions_per_peer,
+            max_sessions: self.sync_max_sessions,
         }
     }
 }
@@ -238,6 +280,12 @@ mod tests {
         assert!(cfg.validate().err().unwrap().to_string().contains("bridge.registry_shrink_confirmations"));
         cfg.registry_shrink_confirmations = 3;
         cfg.validate().unwrap();
+        cfg.bootstrap.clear();
+        cfg.sync_max_items = 0;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.sync_max_items"));
+        cfg.sync_max_items = 100;
+        cfg.sync_sessions_per_peer = 9;
+        assert!(cfg.validate().err().unwrap().to_string().contains("bridge.sync_sessions_per_peer"));
         let err = toml::from_str::<BridgeConfig>("[registry]\nbackend = \"carrier-pigeon\"\n").err().unwrap();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
     }

@@ -13,10 +13,10 @@
 //!
 //! Modules: `identity` (Solana keypair = PeerId), `registry` (where node entries come from),
 //! `authorize` (the cached authorized set, refresh, negative cache), `gate` (connection
-//! gating), `network` (the libp2p stack), `mirror` (message format, validation), `sync`
-//! (catch-up with negentropy), `catchups` (when catch-up sessions run, follow-ups after rate
-//! limits), `node` (the event loop), `redial` (per-address backoff), `throttle` (log and lookup
-//! rate limits), `status` and `metrics`.
+//! gating), `network` (the libp2p stack), `mirror` (message format, validation), `slice` and
+//! `sync` (catch-up with negentropy, slice by slice), `catchups` (when catch-up sessions run,
+//! follow-ups after rate limits), `node` (the event loop), `redial` (per-address backoff),
+//! `throttle` (log and lookup rate limits), `status` and `metrics`.
 
 pub mod addr;
 pub mod authorize;
@@ -31,6 +31,7 @@ pub mod node;
 pub mod port;
 pub mod redial;
 pub mod registry;
+pub mod slice;
 pub mod status;
 pub mod sync;
 pub mod throttle;
@@ -138,7 +139,7 @@ impl Bridge {
             retry: cfg.retry_interval(),
             backoff: redial::Backoff::new(cfg.retry_interval(), cfg.retry_max()),
             warnings: node::Warnings::default(),
-            catchup_window_secs: cfg.catchup_window_secs,
+            sync: cfg.sync_limits(),
             outgoing,
             control: control_rx,
             shutdown: shutdown.clone(),

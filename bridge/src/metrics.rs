@@ -44,6 +44,20 @@ pub const SYNCED: &str = "dephy_bridge_synced_events_total";
 pub const SYNC_DEFERRED: &str = "dephy_bridge_sync_deferred_events_total";
 /// Counter: catch-up sessions (label `result`: ok, error).
 pub const SYNC_SESSIONS: &str = "dephy_bridge_sync_sessions_total";
+/// Gauge: ids found missing during catch-up and not fetched yet (all sessions).
+pub const SYNC_PENDING: &str = "dephy_bridge_sync_pending_ids";
+/// Counter: negentropy rounds (label `role`: initiator, responder).
+pub const SYNC_ROUNDS: &str = "dephy_bridge_sync_rounds_total";
+/// Counter: slices reconciled as initiator.
+pub const SYNC_SLICES: &str = "dephy_bridge_sync_slices_total";
+/// Counter: `Split` answers (a peer's slice held more than `sync_max_items` events here).
+pub const SYNC_SPLITS: &str = "dephy_bridge_sync_splits_total";
+/// Counter: catch-up requests of peers refused (label `reason`: peer_busy, node_busy,
+/// too_many_ids, bad_message, error).
+pub const SYNC_REFUSED: &str = "dephy_bridge_sync_refused_total";
+/// Counter: connections to a peer with which a catch-up session was running (another
+/// session follows when it ends, instead of two at once).
+pub const SYNC_SKIPPED: &str = "dephy_bridge_sync_skipped_total";
 
 /// Creates every bridge series with a zero value; called when the bridge starts, so
 /// `/metrics` lists them from start (and only on relays that run the bridge).
@@ -59,6 +73,9 @@ pub fn register() {
         INGESTED,
         SYNCED,
         SYNC_DEFERRED,
+        SYNC_SLICES,
+        SYNC_SPLITS,
+        SYNC_SKIPPED,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -77,7 +94,13 @@ pub fn register() {
     for result in ["ok", "error"] {
         metrics::counter!(SYNC_SESSIONS, "result" => result).absolute(0);
     }
-    for name in [PEERS, READY, AUTHORIZED_NODES, REGISTRY_STALE] {
+    for role in ["initiator", "responder"] {
+        metrics::counter!(SYNC_ROUNDS, "role" => role).absolute(0);
+    }
+    for reason in ["peer_busy", "node_busy", "too_many_ids", "bad_message", "error"] {
+        metrics::counter!(SYNC_REFUSED, "reason" => reason).absolute(0);
+    }
+    for name in [PEERS, READY, AUTHORIZED_NODES, REGISTRY_STALE, SYNC_PENDING] {
         metrics::gauge!(name).set(0.0);
     }
 }

@@ -113,7 +113,7 @@ mod tests {
             let committed: Committing = Box::pin(std::future::ready(Ingested::New));
             Box::pin(std::future::ready(committed))
         }
-        fn inventory(&self, _: u64, _: u64) -> BoxFuture<'static, Result<Inventory, String>> {
+        fn inventory(&self, _: crate::slice::Slice, _: usize) -> BoxFuture<'static, Result<Inventory, String>> {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn fetch(&self, _: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>> {

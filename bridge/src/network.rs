@@ -54,7 +54,7 @@ impl Names {
             identify_version: format!("/dephy/{network}/1.0.0"),
             kad: proto(format!("/dephy/{network}/kad/1.0.0"))?,
             gossipsub_prefix: format!("/dephy/{network}/meshsub"),
-            sync: proto(format!("/dephy/{network}/sync/1.0.0"))?,
+            sync: proto(format!("/dephy/{network}/sync/2.0.0"))?,
         })
     }
 }

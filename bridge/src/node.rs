@@ -6,7 +6,9 @@
 //!   requests and responses;
 //! - validation verdicts from the validator task;
 //! - registry changes (revocations, newly authorized nodes) from the refresher task;
-//! - catch-up requests of running sessions;
+//! - catch-up requests of running sessions (one session per peer as initiator, see
+//!   [`crate::catchups`]; peers' requests admitted by the [`Responder`]'s limits, the others
+//!   refused at once);
 //! - a retry timer: addresses of bootstrap and authorized nodes it is not connected to are
 //!   redialled with exponential backoff and jitter per address ([`crate::redial`]).
 //!
@@ -40,7 +42,7 @@ use crate::port::{Ingested, Outgoing, RelayPort, is_rate_limited};
 use crate::redial::Backoff;
 use crate::registry::NodeEntry;
 use crate::status::Status;
-use crate::sync::{self, Requester, SyncResponse};
+use crate::sync::{self, Requester, Responder, SyncResponse};
 use crate::throttle::KeyedThrottle;
 
 /// An outbound connection the peer closes within this time, before its identify arrived, is
@@ -48,7 +50,8 @@ use crate::throttle::KeyedThrottle;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 /// Catch-up error when the peer does not speak our sync protocol (another network, or another
 /// version): not worth a warning per connection, the identify check says it once.
-pub(crate) const NO_SYNC_PROTOCOL: &str = "the peer does not speak this network's sync protocol (another bridge.network?)";
+pub(crate) const NO_SYNC_PROTOCOL: &str =
+    "the peer does not speak this network's sync protocol (another bridge.network?)";
 /// At most one warning per peer (or registry entry) per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -97,7 +100,7 @@ pub struct Node {
     /// Per-address redial schedule.
     pub backoff: Backoff,
     pub warnings: Warnings,
-    pub catchup_window_secs: u64,
+    pub sync: sync::SyncLimits,
     pub outgoing: mpsc::Receiver<Outgoing>,
     pub control: mpsc::Receiver<Control>,
     pub shutdown: CancellationToken,
@@ -109,7 +112,7 @@ impl Node {
     pub async fn run(mut self) {
         let local = *self.swarm.local_peer_id();
         let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
-        let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.catchup_window_secs, self.status.clone());
+        let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.sync, self.status.clone());
         let (verdict_tx, mut verdicts) = mpsc::channel::<Verdicts>(4096);
         let (validate_tx, validate_rx) = mpsc::channel::<(PeerId, MessageId, gossipsub::Message)>(8192);
         tokio::spawn(validator(
@@ -120,6 +123,7 @@ impl Node {
             catch_ups.clone(),
         ));
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
+        let responder = Responder::new(self.relay.clone(), self.sync);
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
         let mut sessions: HashMap<PeerId, Session> = HashMap::new();
@@ -196,7 +200,7 @@ impl Node {
                         tracing::debug!(%send_back_addr, %error, "inbound connection failed");
                     }
                     SwarmEvent::Behaviour(event) => {
-                        self.on_behaviour(event, &validate_tx, &answer_tx, &mut pending, &connected, &mut sessions)
+                        self.on_behaviour(event, &validate_tx, &answer_tx, &responder, &mut pending, &connected, &mut sessions)
                     }
                     _ => {}
                 },
@@ -210,6 +214,7 @@ impl Node {
         event: BehaviourEvent,
         validate: &mpsc::Sender<(PeerId, MessageId, gossipsub::Message)>,
         answers: &mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
+        responder: &Arc<Responder>,
         pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
         connected: &HashSet<PeerId>,
         sessions: &mut HashMap<PeerId, Session>,
@@ -262,14 +267,21 @@ impl Node {
                 let _ = self.swarm.dial(opts);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let (relay, answers) = (self.relay.clone(), answers.clone());
-                    tracing::trace!(%peer, "sync request");
-                    tokio::spawn(async move {
-                        let response = sync::answer(relay, request).await;
-                        let _ = answers.send((channel, response)).await;
-                    });
-                }
+                request_response::Message::Request { request, channel, .. } => match responder.admit(peer) {
+                    Ok(permit) => {
+                        let answers = answers.clone();
+                        tracing::trace!(%peer, "sync request");
+                        tokio::spawn(async move {
+                            let response = permit.answer(request).await;
+                            drop(permit);
+                            let _ = answers.send((channel, response)).await;
+                        });
+                    }
+                    Err(message) => {
+                        tracing::debug!(%peer, %message, "sync request refused");
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Error { message });
+                    }
+                },
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = pending.remove(&request_id) {
                         let _ = reply.send(Ok(response));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use nostr::Event;
 
+use crate::slice::Slice;
+
 /// An event a local client got accepted (stored, or ephemeral), to mirror to peers.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -61,9 +63,11 @@ pub trait RelayPort: Send + Sync + 'static {
     /// must arrive before its successor); the returned future resolves once it is committed.
     fn submit(&self, event: Event) -> BoxFuture<'static, Committing>;
 
-    /// `(created_at, id)` of every stored event with `since <= created_at <= until` that a
-    /// peer may hold too (the relay's own checkpoints excluded), for reconciliation.
-    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Inventory, String>>;
+    /// `(created_at, id)` of the stored events in `slice` that a peer may hold too (the
+    /// relay's own checkpoints excluded), for reconciliation: at most `limit` of them (any
+    /// `limit` when more match, so the caller asks for one more than it accepts to learn
+    /// that the slice is too large). Keys beyond what the store can represent are an `Err`.
+    fn inventory(&self, slice: Slice, limit: usize) -> BoxFuture<'static, Result<Inventory, String>>;
 
     /// The JSON of the stored events among `ids` (missing ones are left out).
     fn fetch(&self, ids: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>>;

@@ -1,8 +1,11 @@
 //! Property tests of what federation peers send: GossipSub event messages
 //! (`mirror::validate`), catch-up frames through the CBOR request-response codec the swarm
-//! uses (same size limits), the responder (`sync::answer`) fed arbitrary negentropy messages,
-//! and the initiator (`sync::catch_up`) talking to a hostile peer. No panic; nothing but valid,
-//! asked-for, correctly signed events gets in; decoding stays within the configured sizes.
+//! uses (same size limits), the responder (`sync::Responder`) fed arbitrary negentropy
+//! messages and slices, and the initiator (`sync::catch_up`) talking to a hostile peer. No
+//! panic; nothing but valid, asked-for, correctly signed events gets in; decoding stays within
+//! the configured sizes; and both sides stay within their bounds whatever the peer asks or
+//! claims: no inventory over `sync_max_items`, nothing read outside the responder's window,
+//! no negentropy frame over the limit, no more ids pending than one slice holds.
 //!
 //! Cases: `PROPTEST_CASES` (default below); long run:
 //! `PROPTEST_CASES=100000 cargo test --release -p dephy-bridge --test prop_frames`.
@@ -13,7 +16,8 @@ use std::time::Duration;
 use dephy_bridge::authorize::Authorizer;
 use dephy_bridge::network::{MAX_SYNC_REQUEST, MAX_SYNC_RESPONSE};
 use dephy_bridge::registry::{NodeEntry, StaticRegistry};
-use dephy_bridge::sync::{self, Outbound, Requester, SyncRequest, SyncResponse};
+use dephy_bridge::slice::Slice;
+use dephy_bridge::sync::{self, Outbound, Requester, Responder, SyncLimits, SyncRequest, SyncResponse};
 use dephy_bridge::{Committing, Ingested, Inventory, RelayPort, mirror};
 use futures_util::future::BoxFuture;
 use libp2p::gossipsub::{Message, TopicHash};
@@ -36,12 +40,31 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
 }
 
-/// A relay that holds `stored` (raw JSON by id), accepts what its policy allows, and records
-/// what it was handed.
+/// A relay that holds `stored` (raw JSON by id) and, for inventory only, `extra` keys;
+/// accepts what its policy allows, and records what it was handed and every inventory read.
 struct MemRelay {
     stored: Vec<Event>,
+    extra: Mutex<Vec<(u64, [u8; 32])>>,
     max_json: usize,
     submitted: Mutex<Vec<Event>>,
+    /// Every inventory read: the slice, the limit, how many items it returned.
+    reads: Mutex<Vec<(Slice, usize, usize)>>,
+}
+
+impl MemRelay {
+    fn new(stored: Vec<Event>) -> MemRelay {
+        MemRelay {
+            stored,
+            extra: Mutex::new(Vec::new()),
+            max_json: 1 << 20,
+            submitted: Mutex::new(Vec::new()),
+            reads: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn max_read(&self) -> usize {
+        self.reads.lock().unwrap().iter().map(|r| r.2).max().unwrap_or(0)
+    }
 }
 
 impl RelayPort for MemRelay {
@@ -53,13 +76,18 @@ impl RelayPort for MemRelay {
         let committed: Committing = Box::pin(std::future::ready(Ingested::New));
         Box::pin(std::future::ready(committed))
     }
-    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Inventory, String>> {
+    fn inventory(&self, slice: Slice, limit: usize) -> BoxFuture<'static, Result<Inventory, String>> {
+        let extra = self.extra.lock().unwrap();
         let items: Inventory = self
             .stored
             .iter()
-            .filter(|e| (since..=until).contains(&e.created_at.as_secs()))
             .map(|e| (e.created_at.as_secs(), e.id.to_bytes()))
+            .chain(extra.iter().copied())
+            .filter(|key| slice.contains(key))
+            .take(limit)
             .collect();
+        drop(extra);
+        self.reads.lock().unwrap().push((slice, limit, items.len()));
         Box::pin(async move { Ok(items) })
     }
     fn fetch(&self, ids: Vec<[u8; 32]>) -> BoxFuture<'static, Result<Vec<String>, String>> {
@@ -67,6 +95,16 @@ impl RelayPort for MemRelay {
             self.stored.iter().filter(|e| ids.contains(&e.id.to_bytes())).map(|e| e.as_json()).collect();
         Box::pin(async move { Ok(found) })
     }
+}
+
+/// The peer a responder under test answers.
+fn peer() -> PeerId {
+    static PEER: OnceLock<PeerId> = OnceLock::new();
+    *PEER.get_or_init(PeerId::random)
+}
+
+fn limits(max_items: usize) -> SyncLimits {
+    SyncLimits { window_secs: 3600, max_items, sessions_per_peer: 2, max_sessions: 8 }
 }
 
 fn keys() -> &'static [Keys] {
@@ -121,8 +159,7 @@ fn gossip() -> &'static Gossip {
             Arc::new(StaticRegistry::new(vec![NodeEntry { wallet, domain: String::new(), online: 1, active: true }]));
         let (authorizer, _rx) = Authorizer::new(registry, Duration::from_secs(60));
         runtime().block_on(authorizer.refresh()).unwrap();
-        let relay: Arc<dyn RelayPort> =
-            Arc::new(MemRelay { stored: Vec::new(), max_json: 4096, submitted: Mutex::new(Vec::new()) });
+        let relay: Arc<dyn RelayPort> = Arc::new(MemRelay { max_json: 4096, ..MemRelay::new(Vec::new()) });
         Gossip { peer, authorizer, relay }
     })
 }
@@ -164,7 +201,7 @@ proptest! {
     ) {
         runtime().block_on(async {
             let mut codec = swarm_codec();
-            let proto = StreamProtocol::new("/dephy/test/sync/1.0.0");
+            let proto = StreamProtocol::new("/dephy/test/sync/2.0.0");
             let mut bytes = Vec::new();
             codec.write_request(&proto, &mut bytes, request.clone()).await.unwrap();
             let back = codec.read_request(&proto, &mut bytes.as_slice()).await.unwrap();
@@ -190,12 +227,13 @@ proptest! {
         honest in any::<bool>(),
         damage in ops(),
         raw in prop::collection::vec(any::<u8>(), 0..200),
-        since in prop_oneof![Just(0u64), any::<u64>()],
-        until in prop_oneof![Just(u64::MAX), any::<u64>()],
+        from in prop_oneof![Just((0u64, [0u8; 32])), any::<(u64, [u8; 32])>()],
+        to in prop_oneof![Just((u64::MAX, [0xffu8; 32])), any::<(u64, [u8; 32])>()],
+        max_items in 16usize..40,
         fetch in prop::collection::vec(any::<[u8; 32]>(), 0..300),
     ) {
         runtime().block_on(async {
-            let relay = Arc::new(MemRelay { stored: stored.clone(), max_json: 1 << 20, submitted: Mutex::new(Vec::new()) });
+            let relay = Arc::new(MemRelay::new(stored.clone()));
             let msg = if honest {
                 let mut storage = NegentropyStorageVector::new();
                 for e in stored.iter().step_by(2) {
@@ -208,15 +246,24 @@ proptest! {
                 raw
             };
             let port: Arc<dyn RelayPort> = relay.clone();
-            match sync::answer(port.clone(), SyncRequest::Reconcile { since, until, msg }).await {
-                SyncResponse::Reconcile { msg } => prop_assert!(msg.len() as u64 <= MAX_SYNC_RESPONSE),
+            let responder = Responder::new(port, limits(max_items));
+            match responder.answer(peer(), SyncRequest::Reconcile { session: 1, slice: Slice { from, to }, msg }).await {
+                SyncResponse::Reconcile { msg } => prop_assert!(msg.len() <= sync::MAX_FRAME_IN),
+                SyncResponse::Split => prop_assert!(stored.len() > max_items),
                 SyncResponse::Error { message } => prop_assert!(!message.is_empty()),
                 other => prop_assert!(false, "Reconcile answered with {:?}", other),
+            }
+            let window = responder.window();
+            for (slice, limit, _) in relay.reads.lock().unwrap().iter() {
+                // (The window moves by a minute at most between the read and now.)
+                prop_assert!(!slice.is_empty() && slice.from.0 + 60 >= window.from.0 && slice.to <= window.to,
+                    "read outside the window {:?}: {:?}", window, slice);
+                prop_assert_eq!(*limit, max_items + 1);
             }
             let mut ids = fetch;
             ids.extend(stored.iter().map(|e| e.id.to_bytes()));
             let asked = ids.len();
-            match sync::answer(port, SyncRequest::Fetch { ids }).await {
+            match responder.answer(peer(), SyncRequest::Fetch { ids }).await {
                 SyncResponse::Events { events } => {
                     prop_assert!(asked <= sync::FETCH_BATCH);
                     for json in events {
@@ -233,8 +280,8 @@ proptest! {
 
 fn sync_request() -> impl Strategy<Value = SyncRequest> {
     prop_oneof![
-        (any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..100))
-            .prop_map(|(since, until, msg)| SyncRequest::Reconcile { since, until, msg }),
+        (any::<(u64, [u8; 32])>(), any::<(u64, [u8; 32])>(), prop::collection::vec(any::<u8>(), 0..100))
+            .prop_map(|(from, to, msg)| SyncRequest::Reconcile { session: 1, slice: Slice { from, to }, msg }),
         prop::collection::vec(any::<[u8; 32]>(), 0..20).prop_map(|ids| SyncRequest::Fetch { ids }),
     ]
 }
@@ -242,6 +289,7 @@ fn sync_request() -> impl Strategy<Value = SyncRequest> {
 fn sync_response() -> impl Strategy<Value = SyncResponse> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..100).prop_map(|msg| SyncResponse::Reconcile { msg }),
+        Just(SyncResponse::Split),
         prop::collection::vec(any::<String>(), 0..5).prop_map(|events| SyncResponse::Events { events }),
         any::<String>().prop_map(|message| SyncResponse::Error { message }),
     ]
@@ -256,7 +304,7 @@ fn swarm_codec() -> Codec<SyncRequest, SyncResponse> {
 #[test]
 fn claimed_lengths_are_not_allocated() {
     runtime().block_on(async {
-        let proto = StreamProtocol::new("/dephy/test/sync/1.0.0");
+        let proto = StreamProtocol::new("/dephy/test/sync/2.0.0");
         // Externally tagged enum: {"Fetch": {"ids": <array of claimed length>}} and friends.
         let huge = [0x1b, 0x10, 0, 0, 0, 0, 0, 0, 0]; // argument 2^60
         let heads: [(&str, &str, u8); 4] = [
@@ -280,7 +328,8 @@ fn claimed_lengths_are_not_allocated() {
         }
         // A frame over the size limit is cut at the limit and then fails to decode.
         let mut codec = swarm_codec();
-        let big = SyncRequest::Reconcile { since: 0, until: 1, msg: vec![7; MAX_SYNC_REQUEST as usize] };
+        let big =
+            SyncRequest::Reconcile { session: 1, slice: Slice::seconds(0, 1), msg: vec![7; MAX_SYNC_REQUEST as usize] };
         let mut bytes = Vec::new();
         codec.write_request(&proto, &mut bytes, big).await.unwrap();
         assert!(bytes.len() as u64 > MAX_SYNC_REQUEST);
@@ -315,16 +364,17 @@ fn lie() -> impl Strategy<Value = Lie> {
 /// Initiator against a hostile peer: terminates, and stores only asked-for valid events.
 fn catch_up_case(ours: Vec<Event>, theirs: Vec<Event>, lies: Vec<Lie>, outsider: Event) -> Result<(), TestCaseError> {
     runtime().block_on(async move {
-        let local = Arc::new(MemRelay { stored: ours, max_json: 1 << 20, submitted: Mutex::new(Vec::new()) });
-        let peer_relay: Arc<dyn RelayPort> =
-            Arc::new(MemRelay { stored: theirs.clone(), max_json: 1 << 20, submitted: Mutex::new(Vec::new()) });
+        let local = Arc::new(MemRelay::new(ours));
+        let peer_relay: Arc<dyn RelayPort> = Arc::new(MemRelay::new(theirs.clone()));
+        // Small slices: splits on both sides are part of what the hostile peer may disturb.
+        let responder = Responder::new(peer_relay, limits(16));
         let (tx, mut rx) = mpsc::channel::<Outbound>(4);
         let peer_task = tokio::spawn(async move {
             let mut n = 0usize;
             while let Some(Outbound { request, reply, .. }) = rx.recv().await {
                 let lie = lies.get(n % lies.len().max(1)).cloned().unwrap_or(Lie::Honest);
                 n += 1;
-                let honest = sync::answer(peer_relay.clone(), request).await;
+                let honest = responder.answer(peer(), request).await;
                 let answer = match (lie, honest) {
                     (Lie::Honest, h) => h,
                     (Lie::Damaged(d), SyncResponse::Reconcile { msg }) => {
@@ -348,7 +398,7 @@ fn catch_up_case(ours: Vec<Event>, theirs: Vec<Event>, lies: Vec<Lie>, outsider:
         });
         let port: Arc<dyn RelayPort> = local.clone();
         let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
-        let result = sync::catch_up(peer, &Requester(tx), &port, 3600).await;
+        let result = sync::catch_up(peer, &Requester(tx), &port, &limits(16)).await;
         peer_task.await.unwrap();
         let submitted = local.submitted.lock().unwrap().clone();
         for e in &submitted {
@@ -383,4 +433,260 @@ fn catch_up_against_a_hostile_peer() {
             catch_up_case(ours, theirs, lies, outsider)
         })
         .unwrap();
+}
+
+fn fake_keys(n: usize, created_at: impl Fn(usize) -> u64) -> Vec<(u64, [u8; 32])> {
+    (0..n)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+            id[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+            (created_at(i), id)
+        })
+        .collect()
+}
+
+/// The opening message of an initiator holding `keys`.
+fn opening(keys: &[(u64, [u8; 32])]) -> Vec<u8> {
+    let mut storage = NegentropyStorageVector::new();
+    for (t, id) in keys {
+        storage.insert(*t, Id::from_byte_array(*id)).unwrap();
+    }
+    storage.seal().unwrap();
+    Negentropy::owned(storage, 0).unwrap().initiate().unwrap()
+}
+
+/// A hostile initiator asks for everything (`0..u64::MAX`) from a responder holding many
+/// events, most of them older than its window: the responder reads nothing outside its
+/// window, never more than `max_items + 1` keys at once, answers `Split` while the slice is
+/// too large, and its frames stay under the limit however much it would have to list.
+#[test]
+fn responder_bounds_a_huge_window_and_its_frames() {
+    runtime().block_on(async {
+        let now = Timestamp::now().as_secs();
+        let relay = MemRelay::new(Vec::new());
+        // 20,000 keys a day old (outside the one-hour window), 12,000 of the last minutes.
+        *relay.extra.lock().unwrap() = fake_keys(20_000, |_| now - 86_400);
+        relay.extra.lock().unwrap().extend(fake_keys(12_000, |i| now - (i as u64 % 600)).into_iter().map(
+            |(t, mut id)| {
+                id[31] = 1;
+                (t, id)
+            },
+        ));
+        let relay = Arc::new(relay);
+        let port: Arc<dyn RelayPort> = relay.clone();
+
+        let small = Responder::new(port.clone(), limits(1000));
+        let everything = Slice::seconds(0, u64::MAX);
+        let answer =
+            small.answer(peer(), SyncRequest::Reconcile { session: 1, slice: everything, msg: opening(&[]) }).await;
+        assert!(matches!(answer, SyncResponse::Split), "{answer:?}");
+        let window = small.window();
+        for (slice, limit, got) in relay.reads.lock().unwrap().iter() {
+            assert!(slice.from >= window.from && slice.to <= window.to, "read outside the window: {slice:?}");
+            assert!(*limit == 1001 && *got <= 1001, "read {got} of limit {limit}");
+        }
+
+        // A slice entirely outside the window: answered as if empty, without reading.
+        relay.reads.lock().unwrap().clear();
+        let old = Slice::seconds(0, now - 86_000);
+        match small.answer(peer(), SyncRequest::Reconcile { session: 1, slice: old, msg: opening(&[]) }).await {
+            SyncResponse::Reconcile { msg } => assert!(msg.len() < 64, "{} bytes", msg.len()),
+            other => panic!("{other:?}"),
+        }
+        assert!(relay.reads.lock().unwrap().is_empty());
+
+        // Large enough to hold the window (12,000 ids = 384 KB to list): frames are cut.
+        relay.reads.lock().unwrap().clear();
+        let large = Responder::new(port.clone(), limits(50_000));
+        for msg in [opening(&[]), opening(&fake_keys(9_000, |i| now - 3 * (i as u64 % 900)))] {
+            assert!(msg.len() as u64 <= MAX_SYNC_REQUEST);
+            match large.answer(peer(), SyncRequest::Reconcile { session: 1, slice: everything, msg }).await {
+                SyncResponse::Reconcile { msg } => {
+                    assert!(msg.len() as u64 <= sync::FRAME_LIMIT, "frame of {} bytes", msg.len())
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(relay.max_read() <= 12_000);
+
+        // The inventory is read once for the rounds of a session (cached), not every round.
+        for _ in 0..5 {
+            let _ =
+                large.answer(peer(), SyncRequest::Reconcile { session: 1, slice: everything, msg: opening(&[]) }).await;
+        }
+        assert_eq!(relay.reads.lock().unwrap().len(), 1, "inventory re-read in later rounds");
+
+        // Too many requests at a time from one peer, or in all: refused as rate-limited.
+        let peer = PeerId::random();
+        let held: Vec<_> = (0..2).map(|_| small.admit(peer).unwrap()).collect();
+        assert!(small.admit(peer).err().unwrap().starts_with("rate-limited:"));
+        let others: Vec<_> = (0..6).map(|_| small.admit(PeerId::random()).unwrap()).collect();
+        assert!(small.admit(PeerId::random()).err().unwrap().starts_with("rate-limited:"));
+        drop((held, others));
+        assert!(small.admit(peer).is_ok());
+    });
+}
+
+/// A negentropy message that claims `n` ids for the whole range (what an endless liar sends).
+fn claim_ids(n: usize, seed: u64) -> Vec<u8> {
+    let mut msg = vec![0x61, 0x00, 0x00, 0x02]; // version; bound: infinity, no id; IdList
+    let mut count = Vec::new();
+    let mut v = n as u64;
+    loop {
+        count.push((v & 0x7f) as u8);
+        v >>= 7;
+        if v == 0 {
+            break;
+        }
+    }
+    for (i, b) in count.iter().rev().enumerate() {
+        msg.push(if i + 1 < count.len() { b | 0x80 } else { *b });
+    }
+    for (_, id) in fake_keys(n, |_| 0).iter().map(|(t, id)| {
+        (t, {
+            let mut id = *id;
+            id[24..].copy_from_slice(&seed.to_be_bytes());
+            id
+        })
+    }) {
+        msg.extend_from_slice(&id);
+    }
+    msg
+}
+
+/// A hostile responder that claims endless ids, or asks to split forever: the initiator
+/// never holds more ids than one slice may (`max_items`; more claimed, and it splits the
+/// slice instead of fetching), and the session ends after a bounded number of requests.
+#[test]
+fn initiator_against_a_peer_claiming_endless_ids() {
+    runtime().block_on(async {
+        for (per_round, split_forever) in [(8_000usize, false), (300, false), (0, true)] {
+            let local = Arc::new(MemRelay::new(Vec::new()));
+            let port: Arc<dyn RelayPort> = local.clone();
+            let (tx, mut rx) = mpsc::channel::<Outbound>(4);
+            let peer = tokio::spawn(async move {
+                let (mut requests, mut fetched_since_round, mut most_between_rounds, mut round) = (0usize, 0, 0, 0u64);
+                while let Some(Outbound { request, reply, .. }) = rx.recv().await {
+                    requests += 1;
+                    let answer = match request {
+                        SyncRequest::Reconcile { .. } if split_forever => SyncResponse::Split,
+                        SyncRequest::Reconcile { .. } => {
+                            most_between_rounds = most_between_rounds.max(fetched_since_round);
+                            fetched_since_round = 0;
+                            round += 1;
+                            SyncResponse::Reconcile { msg: claim_ids(per_round, round) }
+                        }
+                        SyncRequest::Fetch { ids } => {
+                            assert!(ids.len() <= sync::FETCH_BATCH);
+                            fetched_since_round += ids.len();
+                            SyncResponse::Events { events: vec![] }
+                        }
+                    };
+                    let _ = reply.send(Ok(answer));
+                }
+                (requests, most_between_rounds.max(fetched_since_round))
+            });
+            let result = sync::catch_up(
+                libp2p::identity::Keypair::generate_ed25519().public().to_peer_id(),
+                &Requester(tx),
+                &port,
+                &limits(1000),
+            )
+            .await;
+            let (requests, most_fetched) = peer.await.unwrap();
+            assert!(most_fetched <= 1000, "{most_fetched} ids fetched for one slice");
+            assert!(requests <= 2 * sync::MAX_SLICES, "{requests} requests");
+            assert!(local.submitted.lock().unwrap().is_empty());
+            match (per_round, result) {
+                (8_000, Err(e)) => assert!(e.contains("single key"), "{e}"),
+                (300, Ok(report)) => assert_eq!(report.needed, 300),
+                (0, Err(e)) => assert!(e.contains("split"), "{e}"),
+                (_, other) => panic!("{per_round} ids per round: {other:?}"),
+            }
+        }
+    });
+}
+
+/// Honest peers with a small `max_items`: the window is split (by time, then by id within
+/// one second) until every slice fits, and everything missing arrives; no inventory read
+/// ever holds more than `max_items + 1` keys. Also when the responder allows larger slices
+/// than the initiator (each node has its own `sync_max_items`).
+#[test]
+fn sliced_catch_up_brings_everything() {
+    for responder_max in [32, 1000] {
+        sliced_catch_up_case(responder_max);
+    }
+}
+
+fn sliced_catch_up_case(responder_max: usize) {
+    runtime().block_on(async {
+        let keys = Keys::generate();
+        let second = Timestamp::from(Timestamp::now().as_secs() - 30);
+        let all: Vec<Event> = (0..400)
+            .map(|i| {
+                let at = if i < 300 { second } else { Timestamp::from(second.as_secs() - i as u64) };
+                EventBuilder::new(Kind::from(1u16), format!("{i}")).custom_created_at(at).sign_with_keys(&keys).unwrap()
+            })
+            .collect();
+        let local = Arc::new(MemRelay::new(all.iter().step_by(4).cloned().collect()));
+        let remote = Arc::new(MemRelay::new(all.clone()));
+        let remote_port: Arc<dyn RelayPort> = remote.clone();
+        let responder = Responder::new(remote_port, limits(responder_max));
+        let (tx, mut rx) = mpsc::channel::<Outbound>(4);
+        tokio::spawn(async move {
+            while let Some(Outbound { request, reply, .. }) = rx.recv().await {
+                let _ = reply.send(Ok(responder.answer(peer(), request).await));
+            }
+        });
+        let port: Arc<dyn RelayPort> = local.clone();
+        let report = sync::catch_up(
+            libp2p::identity::Keypair::generate_ed25519().public().to_peer_id(),
+            &Requester(tx),
+            &port,
+            &limits(32),
+        )
+        .await
+        .unwrap();
+        let mut got: Vec<EventId> = local.submitted.lock().unwrap().iter().map(|e| e.id).collect();
+        got.sort();
+        let mut want: Vec<EventId> = all.iter().enumerate().filter(|(i, _)| i % 4 != 0).map(|(_, e)| e.id).collect();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!((report.needed, report.stored), (300, 300));
+        assert!(report.splits > 0 && report.slices > 400 / 32, "{report:?}");
+        assert!(local.max_read() <= 33 && remote.max_read() <= responder_max + 1);
+    });
+}
+
+/// Inventories are reused only within one session: a new session (a peer reconnecting a few
+/// seconds later) sees the events stored since.
+#[test]
+fn a_new_session_sees_events_stored_since_the_last() {
+    runtime().block_on(async {
+        let relay = Arc::new(MemRelay::new(Vec::new()));
+        let port: Arc<dyn RelayPort> = relay.clone();
+        let responder = Responder::new(port, limits(100));
+        let window = Slice::seconds(Timestamp::now().as_secs() - 600, Timestamp::now().as_secs() + 600);
+        let need_after = |session: u64| {
+            let responder = responder.clone();
+            async move {
+                let mut storage = NegentropyStorageVector::new();
+                storage.seal().unwrap();
+                let mut neg = Negentropy::owned(storage, 0).unwrap();
+                let msg = neg.initiate().unwrap();
+                let SyncResponse::Reconcile { msg } =
+                    responder.answer(peer(), SyncRequest::Reconcile { session, slice: window, msg }).await
+                else {
+                    panic!("no Reconcile answer")
+                };
+                let (mut have, mut need) = (Vec::new(), Vec::new());
+                neg.reconcile_with_ids(&msg, &mut have, &mut need).unwrap();
+                need.len()
+            }
+        };
+        assert_eq!(need_after(1).await, 0);
+        relay.extra.lock().unwrap().extend(fake_keys(3, |_| Timestamp::now().as_secs() - 5));
+        assert_eq!(need_after(2).await, 3, "a new session answered from an older session's inventory");
+    });
 }

@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, Weak};
 
+use dephy_bridge::slice::Slice;
 use dephy_bridge::{Committing, Ingested, Inventory, RelayPort};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -65,18 +66,26 @@ impl RelayPort for Port {
         .boxed()
     }
 
-    fn inventory(&self, since: u64, until: u64) -> BoxFuture<'static, Result<Inventory, String>> {
+    fn inventory(&self, slice: Slice, limit: usize) -> BoxFuture<'static, Result<Inventory, String>> {
         let (state, own) = (self.state.clone(), self.own_pubkey);
         async move {
             let state = state.upgrade().ok_or(STOPPING)?;
+            // Timestamps are stored as i64: a slice reaching beyond is cut at i64::MAX (no
+            // stored event lies there), never wrapped.
+            let secs = |s: u64| i64::try_from(s).ok();
+            let from = secs(slice.from.0).ok_or("invalid: slice starts beyond the largest timestamp")?;
+            let to = match secs(slice.to.0) {
+                Some(to) => (to, slice.to.1),
+                None => (i64::MAX, [0xff; 32]),
+            };
             let rows = state
                 .store
-                .inventory(since as i64, until.min(i64::MAX as u64) as i64, &own)
+                .inventory((from, &slice.from.1), (to.0, &to.1), &own, limit)
                 .await
                 .map_err(|e| format!("error: {e}"))?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(created_at, id)| Some((created_at.max(0) as u64, <[u8; 32]>::try_from(id).ok()?)))
+                .filter_map(|(created_at, id)| Some((u64::try_from(created_at).ok()?, <[u8; 32]>::try_from(id).ok()?)))
                 .collect())
         }
         .boxed()

@@ -1,7 +1,9 @@
 //! Federation, end to end: real `dephy-relay` processes on 127.0.0.1 federated by their
 //! in-process bridges (libp2p over TCP), gated by a node registry in the dTelecom account
 //! layout served by a real Solana JSON-RPC server (an offline surfpool from npm, seeded with
-//! `surfnet_setAccount`; see bridge/tests/support). Every wait is bounded.
+//! `surfnet_setAccount`; see bridge/tests/support). Some tests drive a raw libp2p peer built
+//! with the bridge's own `network::build_swarm` to send what an honest node never would.
+//! Every wait is bounded.
 
 #[macro_use]
 mod common;
@@ -16,6 +18,8 @@ use std::time::Duration;
 use common::*;
 use dephy_bridge::identity::NodeIdentity;
 use dephy_bridge::registry::NodeEntry;
+use dephy_bridge::slice::Slice;
+use dephy_bridge::sync::{SyncRequest, SyncResponse};
 use nostr::prelude::*;
 use registry_seed::RegistrySeed;
 use serde_json::{Value, json};
@@ -644,7 +648,11 @@ async fn peer_events_are_rate_limited_by_author_and_caught_up_later() {
     assert!(metric(&rb, "dephy_bridge_sync_deferred_events_total").await >= 1.0);
 }
 
-backend_tests!(partition_heals_with_catch_up, vanish_requests_apply_only_where_addressed);
+backend_tests!(
+    partition_heals_with_catch_up,
+    vanish_requests_apply_only_where_addressed,
+    partition_of_5000_events_heals_in_slices
+);
 
 // ---------------------------------------------------------------------------------------------
 // Registry faults: one bad RPC answer must not partition the network.
@@ -983,3 +991,229 @@ async fn refused_peers_are_logged_with_wallet_and_reason_once_not_per_dial() {
     assert_eq!(log_lines(&rs, &["refuse it until"]), 0);
 }
 
+/// `config` with extra `[bridge]` keys.
+fn with_bridge_keys(config: &str, keys: &str) -> String {
+    config.replacen("retry_secs = 1\n", &format!("retry_secs = 1\n{keys}\n"), 1)
+}
+
+/// Peak and current resident set of a process (`VmHWM`, `VmRSS`, KiB).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Publishes `n` events on `relay` (20 authors, the current second and the minutes before it)
+/// and returns their authors.
+async fn publish_many(relay: &Relay, n: usize) -> Vec<Keys> {
+    let authors: Vec<Keys> = (0..20).map(|_| Keys::generate()).collect();
+    let machine = pk(&Keys::generate());
+    let mut conn = relay.connect().await;
+    let start = now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let events: Vec<Event> = chunk
+            .iter()
+            .map(|&i| {
+                let content = format!("{{\"Status\":{{\"n\":{i}}}}}");
+                dephy(
+                    &authors[i % authors.len()],
+                    &content,
+                    &[&["s", "bulk"], &["p", &machine]],
+                    start - (i % 300) as u64,
+                )
+            })
+            .collect();
+        for (ok, msg) in conn.publish_pipelined(&events).await {
+            assert!(ok, "{msg}");
+        }
+    }
+    authors
+}
+
+async fn count_by(relay: &Relay, authors: &[Keys]) -> u64 {
+    let authors: Vec<String> = authors.iter().map(pk).collect();
+    relay.connect().await.count("n", &[json!({"authors": authors})]).await
+}
+
+/// A long partition with a small `sync_max_items`: B, down while A took 5,000 events, gets
+/// every one of them back, through many slices (neither side ever loads more than 100).
+async fn partition_of_5000_events_heals_in_slices(backend: Backend) {
+    const EVENTS: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Node::new(&dir, "a"), Node::new(&dir, "b"));
+    let reg = static_registry(&[&a, &b]);
+    let small = "sync_max_items = 100";
+    let (_da, ra) = start(backend, &a, &with_bridge_keys(&a.config("fed", &reg, &[]), small)).await;
+    let (db_b, mut rb) = start(backend, &b, &with_bridge_keys(&b.config("fed", &reg, &[]), small)).await;
+    wait_peers(&ra, 1).await;
+    rb.kill();
+
+    let authors = publish_many(&ra, EVENTS).await;
+    assert_eq!(count_by(&ra, &authors).await, EVENTS as u64);
+
+    let config = rb.config.clone();
+    rb = Relay::spawn(&db_b, &b.name, &config).await;
+    let healed =
+        eventually(Duration::from_secs(120), || async { count_by(&rb, &authors).await == EVENTS as u64 }).await;
+    assert!(healed, "B holds {} of {EVENTS}; log:\n{}", count_by(&rb, &authors).await, rb.log_tail(40));
+    let slices = metric(&rb, "dephy_bridge_sync_slices_total").await;
+    assert!(slices >= (EVENTS / 100) as f64, "{slices} slices for {EVENTS} events at 100 per slice");
+    assert!(metric(&ra, "dephy_bridge_sync_splits_total").await > 0.0);
+    assert!(rb.log_tail(200).contains("catch-up done"), "{}", rb.log_tail(40));
+    assert_eq!(metric(&rb, "dephy_bridge_sync_pending_ids").await, 0.0);
+}
+
+/// A raw libp2p peer (the bridge's own swarm), registered like any node, that sends what an
+/// honest node never would.
+struct RawPeer {
+    swarm: libp2p::Swarm<dephy_bridge::network::Behaviour>,
+    target: libp2p::PeerId,
+}
+
+impl RawPeer {
+    async fn connect(node: &Node, target: &Node, registry: &[&Node]) -> RawPeer {
+        use dephy_bridge::registry::StaticRegistry;
+        let identity = NodeIdentity::load_or_create(&node.keypair).unwrap();
+        let entries = registry.iter().map(|n| n.entry(true)).collect();
+        let (authorizer, _lookups) = dephy_bridge::authorize::Authorizer::new(
+            std::sync::Arc::new(StaticRegistry::new(entries)),
+            Duration::from_secs(60),
+        );
+        authorizer.refresh().await.unwrap();
+        let names = dephy_bridge::network::Names::new("fed").unwrap();
+        let swarm = dephy_bridge::network::build_swarm(identity.keypair.clone(), &names, authorizer, 1 << 20).unwrap();
+        let target_peer = dephy_bridge::identity::peer_of(&target.wallet).unwrap();
+        let mut raw = RawPeer { swarm, target: target_peer };
+        raw.swarm.dial(target.addr_with_peer().parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+        let connected = tokio::time::timeout(CONNECT, async {
+            loop {
+                if let libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } = raw.next().await
+                    && peer_id == target_peer
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(connected.is_ok(), "the raw peer did not connect");
+        raw
+    }
+
+    async fn next(&mut self) -> libp2p::swarm::SwarmEvent<dephy_bridge::network::BehaviourEvent> {
+        use futures_util::StreamExt as _;
+        self.swarm.select_next_some().await
+    }
+
+    /// Sends all `requests` at once; their answers (or failures), in order.
+    async fn ask(&mut self, requests: Vec<SyncRequest>) -> Vec<Result<SyncResponse, String>> {
+        use dephy_bridge::network::BehaviourEvent;
+        use libp2p::request_response::{Event, Message};
+        use libp2p::swarm::SwarmEvent;
+        let ids: Vec<_> =
+            requests.into_iter().map(|r| self.swarm.behaviour_mut().sync.send_request(&self.target, r)).collect();
+        let mut answers: Vec<Option<Result<SyncResponse, String>>> = vec![None; ids.len()];
+        let done = tokio::time::timeout(Duration::from_secs(60), async {
+            while answers.iter().any(Option::is_none) {
+                let (id, answer) = match self.next().await {
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                        message: Message::Response { request_id, response },
+                        ..
+                    })) => (request_id, Ok(response)),
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::OutboundFailure {
+                        request_id, error, ..
+                    })) => (request_id, Err(error.to_string())),
+                    // The relay's own catch-up requests to us go unanswered.
+                    _ => continue,
+                };
+                if let Some(i) = ids.iter().position(|x| *x == id) {
+                    answers[i] = Some(answer);
+                }
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "no answer within 60 s");
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+}
+
+/// The opening negentropy message of a node holding nothing.
+fn opening_of_nothing() -> Vec<u8> {
+    let mut storage = negentropy::NegentropyStorageVector::new();
+    storage.seal().unwrap();
+    negentropy::Negentropy::owned(storage, 0).unwrap().initiate().unwrap()
+}
+
+/// A registered peer asks relay A for everything (`0..u64::MAX`), with oversized frames, too
+/// many ids and too many requests at once: every answer is bounded (a `Split`, an error, a
+/// `rate-limited:` refusal), A's memory stays flat, and an honest node still syncs from A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sync_requests_are_bounded_and_an_honest_peer_still_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, h) = (Node::new(&dir, "a"), Node::new(&dir, "b"), Node::new(&dir, "hostile"));
+    let reg = static_registry(&[&a, &b, &h]);
+    let keys = "sync_max_items = 200\nsync_sessions_per_peer = 1\nsync_max_sessions = 4";
+    let (_da, ra) = start(Backend::Sqlite, &a, &with_bridge_keys(&a.config("fed", &reg, &[]), keys)).await;
+    let authors = publish_many(&ra, 2000).await;
+    let (hwm_before, _) = memory_kib(ra.pid());
+
+    let mut raw = RawPeer::connect(&h, &a, &[&a, &b, &h]).await;
+    let everything = Slice::seconds(0, u64::MAX);
+    // 1. The whole timeline: A holds 2,000 events in its window, more than 200: split.
+    let answers =
+        raw.ask(vec![SyncRequest::Reconcile { session: 1, slice: everything, msg: opening_of_nothing() }]).await;
+    assert!(matches!(answers[0], Ok(SyncResponse::Split)), "{:?}", answers[0]);
+    // 2. A frame claiming 30,000 ids over an old, empty slice: answered within bounds.
+    let mut claim = vec![0x61, 0x00, 0x00, 0x02, 0x81, 0xea, 0x30]; // IdList of 30,000 ids
+    claim.extend(std::iter::repeat_n(7u8, 30_000 * 32));
+    let old = Slice::seconds(0, now() - 30 * 86_400);
+    let answers = raw.ask(vec![SyncRequest::Reconcile { session: 1, slice: old, msg: claim }]).await;
+    match &answers[0] {
+        Ok(SyncResponse::Reconcile { msg }) => assert!(msg.len() < 1024, "{} bytes", msg.len()),
+        other => panic!("{other:?}"),
+    }
+    // 3. A request over the size limit never reaches the responder.
+    let huge = SyncRequest::Reconcile { session: 1, slice: everything, msg: vec![0x61; 2 << 20] };
+    assert!(raw.ask(vec![huge]).await[0].is_err());
+    // 4. Too many ids in one Fetch.
+    let answers = raw.ask(vec![SyncRequest::Fetch { ids: vec![[1; 32]; 5000] }]).await;
+    assert!(
+        matches!(&answers[0], Ok(SyncResponse::Error { message }) if message.starts_with("invalid:")),
+        "{answers:?}"
+    );
+    // 5. Forty requests at once: one at a time is answered, the others refused at once.
+    let flood =
+        (0..40).map(|_| SyncRequest::Reconcile { session: 1, slice: everything, msg: opening_of_nothing() }).collect();
+    let answers = raw.ask(flood).await;
+    let limited = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(SyncResponse::Error { message }) if message.starts_with("rate-limited:")))
+        .count();
+    for answer in &answers {
+        assert!(
+            matches!(answer, Ok(SyncResponse::Split))
+                || matches!(answer, Ok(SyncResponse::Error { message }) if message.starts_with("rate-limited:")),
+            "{answer:?}"
+        );
+    }
+    assert!(limited >= 1, "40 concurrent requests of one peer, none rate-limited");
+    let (hwm_after, rss) = memory_kib(ra.pid());
+    eprintln!(
+        "relay A: VmHWM {hwm_before} KiB before the hostile requests, {hwm_after} KiB after (VmRSS {rss} KiB); \
+         {limited} of 40 concurrent requests rate-limited"
+    );
+    assert!(hwm_after < hwm_before + 64 * 1024, "A's peak RSS grew by {} KiB", hwm_after - hwm_before);
+    assert!(metric(&ra, "dephy_bridge_sync_refused_total{reason=\"too_many_ids\"}").await >= 1.0);
+    drop(raw);
+
+    // The honest node B joins and gets all 2,000 events from A, slice by slice.
+    let (_db, rb) =
+        start(Backend::Sqlite, &b, &with_bridge_keys(&b.config("fed", &reg, &[a.addr_with_peer()]), keys)).await;
+    let synced = eventually(Duration::from_secs(60), || async { count_by(&rb, &authors).await == 2000 }).await;
+    assert!(synced, "B holds {} of 2000; log:\n{}", count_by(&rb, &authors).await, rb.log_tail(40));
+}

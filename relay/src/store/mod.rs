@@ -463,29 +463,41 @@ impl Store {
             .await)?)
     }
 
-    /// `(created_at, id)` of the stored, unexpired events with `since <= created_at <= until`
-    /// not authored by `exclude` (the relay's own key): what federation peers reconcile.
+    /// `(created_at, id)` of at most `limit` stored, unexpired events with
+    /// `from <= (created_at, id) < to` not authored by `exclude` (the relay's own key): what
+    /// federation peers reconcile, one slice at a time. Which `limit` rows when more match is
+    /// unspecified (the caller only learns that the slice holds more).
     pub async fn inventory(
         &self,
-        since: i64,
-        until: i64,
+        from: (i64, &[u8; 32]),
+        to: (i64, &[u8; 32]),
         exclude: &[u8; 32],
+        limit: usize,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        // The plain `created_at` range lets the `events_created` index bound the scan; the
+        // row values cut the ends of the slice by id.
         let sql = match self.dialect() {
             sql::Dialect::Sqlite => {
-                "SELECT created_at, id FROM events WHERE created_at >= ? AND created_at <= ? AND pubkey <> ? \
-                 AND (expires_at IS NULL OR expires_at > ?)"
+                "SELECT created_at, id FROM events WHERE created_at >= ? AND created_at <= ? \
+                 AND (created_at, id) >= (?, ?) AND (created_at, id) < (?, ?) AND pubkey <> ? \
+                 AND (expires_at IS NULL OR expires_at > ?) LIMIT ?"
             }
             sql::Dialect::Postgres => {
-                "SELECT created_at, id FROM events WHERE created_at >= $1 AND created_at <= $2 AND pubkey <> $3 \
-                 AND (expires_at IS NULL OR expires_at > $4)"
+                "SELECT created_at, id FROM events WHERE created_at >= $1 AND created_at <= $2 \
+                 AND (created_at, id) >= ($3, $4) AND (created_at, id) < ($5, $6) AND pubkey <> $7 \
+                 AND (expires_at IS NULL OR expires_at > $8) LIMIT $9"
             }
         };
         Ok(with_pool!(self, read pool => sqlx::query_as(sql)
-            .bind(since)
-            .bind(until)
+            .bind(from.0)
+            .bind(to.0)
+            .bind(from.0)
+            .bind(from.1.to_vec())
+            .bind(to.0)
+            .bind(to.1.to_vec())
             .bind(exclude.to_vec())
             .bind(now_secs())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await)?)
     }
