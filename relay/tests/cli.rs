@@ -138,28 +138,26 @@ fn unreachable_database_fails_to_start() {
     assert!(!out.status.success(), "unsupported database URL accepted");
 }
 
+/// `dephy-relay serve ARGS` in `dir`, stderr to `log`, without the relay's environment variables.
+fn serve_logging_to(dir: &std::path::Path, args: &[&str], log: &std::path::Path) -> Command {
+    let mut cmd = Command::new(relay_bin());
+    cmd.arg("serve").args(args).current_dir(dir);
+    cmd.env_remove("DEPHY_RELAY_LISTEN").env_remove("DEPHY_RELAY_DB").env_remove("DEPHY_RELAY_CONFIG");
+    cmd.env("NO_COLOR", "1").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.stderr(std::process::Stdio::from(std::fs::File::create(log).unwrap()));
+    cmd
+}
+
 /// Logs written to a file carry no ANSI colour codes (colour is only for a terminal).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_to_a_file_have_no_ansi_codes() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log_path = dir.path().join("relay.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let db = format!("sqlite://{}", dir.path().join("r.db").display());
-    let mut child = Command::new(relay_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
-        .current_dir(dir.path())
-        .env_remove("DEPHY_RELAY_LISTEN")
-        .env_remove("DEPHY_RELAY_DB")
-        .env_remove("DEPHY_RELAY_CONFIG")
-        // Neither NO_COLOR nor a terminal: the file alone must turn colour off.
-        .env_remove("NO_COLOR")
-        .env("RUST_LOG", "debug")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut cmd = serve_logging_to(dir.path(), &["--listen", &format!("127.0.0.1:{port}"), "--db", &db], &log_path);
+    // Neither NO_COLOR nor a terminal: the file alone must turn colour off.
+    let mut child = cmd.env_remove("NO_COLOR").env("RUST_LOG", "debug").spawn().unwrap();
     let ready = eventually(READY_TIMEOUT, || port_is_listening(port)).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -205,19 +203,8 @@ async fn node_id_prints_the_identity_serve_uses() {
     assert_eq!(info["bootstrap"], json!([format!("/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")]));
     assert_eq!(info["network"], "cli-test");
 
-    let log = std::fs::File::create(dir.path().join("relay.log")).unwrap();
-    let mut child = Command::new(relay_bin())
-        .args(["serve", "--config", "relay.toml"])
-        .current_dir(dir.path())
-        .env_remove("DEPHY_RELAY_LISTEN")
-        .env_remove("DEPHY_RELAY_DB")
-        .env_remove("DEPHY_RELAY_CONFIG")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut child =
+        serve_logging_to(dir.path(), &["--config", "relay.toml"], &dir.path().join("relay.log")).spawn().unwrap();
     let health = async {
         for _ in 0..300 {
             if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health", &[])).await
