@@ -108,6 +108,14 @@ pub struct Node {
 
 type Verdicts = (MessageId, PeerId, MessageAcceptance);
 
+/// Where the event loop hands work that must not block it: gossip messages to the validator,
+/// peers' catch-up requests to the responder (answers come back on `answers`).
+struct Workers {
+    validate: mpsc::Sender<(PeerId, MessageId, gossipsub::Message)>,
+    answers: mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
+    responder: Arc<Responder>,
+}
+
 impl Node {
     pub async fn run(mut self) {
         let local = *self.swarm.local_peer_id();
@@ -123,7 +131,11 @@ impl Node {
             catch_ups.clone(),
         ));
         let (answer_tx, mut answers) = mpsc::channel::<(ResponseChannel<SyncResponse>, SyncResponse)>(256);
-        let responder = Responder::new(self.relay.clone(), self.sync);
+        let workers = Workers {
+            validate: validate_tx,
+            answers: answer_tx,
+            responder: Responder::new(self.relay.clone(), self.sync),
+        };
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> = HashMap::new();
         let mut connected: HashSet<PeerId> = HashSet::new();
         let mut sessions: HashMap<PeerId, Session> = HashMap::new();
@@ -200,7 +212,7 @@ impl Node {
                         tracing::debug!(%send_back_addr, %error, "inbound connection failed");
                     }
                     SwarmEvent::Behaviour(event) => {
-                        self.on_behaviour(event, &validate_tx, &answer_tx, &responder, &mut pending, &connected, &mut sessions)
+                        self.on_behaviour(event, &workers, &mut pending, &connected, &mut sessions)
                     }
                     _ => {}
                 },
@@ -212,9 +224,7 @@ impl Node {
     fn on_behaviour(
         &mut self,
         event: BehaviourEvent,
-        validate: &mpsc::Sender<(PeerId, MessageId, gossipsub::Message)>,
-        answers: &mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
-        responder: &Arc<Responder>,
+        workers: &Workers,
         pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
         connected: &HashSet<PeerId>,
         sessions: &mut HashMap<PeerId, Session>,
@@ -222,7 +232,7 @@ impl Node {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 if let Err(mpsc::error::TrySendError::Full((source, id, _))) =
-                    validate.try_send((propagation_source, message_id, message))
+                    workers.validate.try_send((propagation_source, message_id, message))
                 {
                     // Overloaded: drop without penalty; catch-up repairs what is missed.
                     metrics::counter!(m::RECEIVED, "result" => "overloaded").increment(1);
@@ -267,9 +277,9 @@ impl Node {
                 let _ = self.swarm.dial(opts);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => match responder.admit(peer) {
+                request_response::Message::Request { request, channel, .. } => match workers.responder.admit(peer) {
                     Ok(permit) => {
-                        let answers = answers.clone();
+                        let answers = workers.answers.clone();
                         tracing::trace!(%peer, "sync request");
                         tokio::spawn(async move {
                             let response = permit.answer(request).await;

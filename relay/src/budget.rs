@@ -175,7 +175,7 @@ impl Budget {
                 open.push((u.bytes(), u));
             }
         }
-        open.sort_by(|a, b| b.0.cmp(&a.0));
+        open.sort_by_key(|o| std::cmp::Reverse(o.0));
         for (bytes, u) in open {
             if projected <= self.max_total || bytes == 0 {
                 break;
