@@ -10,7 +10,9 @@
 //!   id dedup otherwise).
 //! - [`controller`]: the Available/Working state machine of a DePHY machine.
 //! - [`payment`]: DePHY payment authorizations (ed25519 over keccak256), and, with the
-//!   `solana-rpc` feature, vault eligibility and direct SOL transfers with a memo, over RPC.
+//!   `solana-rpc` feature, vault eligibility and direct SOL transfers with a memo, over RPC,
+//!   and a balance-payment program client (account decoders and PDAs, instruction builders;
+//!   checked against Anchor's TypeScript coder, not executed: the program cannot be deployed here).
 //! - [`proof`]: checks the relay's inclusion proofs and signed checkpoints for one's own events.
 //!
 //! The wire format follows DePHY's public code byte for byte (see `message` and `event`).

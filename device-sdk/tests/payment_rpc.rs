@@ -1,8 +1,10 @@
 //! Payments over Solana RPC against a real offline surfpool (npm
 //! `@solana/surfpool-linux-x64-gnu@1.5.0`, started by the relay's `tests/support/surfpool.js`):
 //! a direct SOL transfer with the request id as memo (airdrop, pay, find, verify; wrong amount,
-//! wrong recipient, wrong memo, unconfirmed, replayed), and vault eligibility from the
-//! balance-payment PDAs (accounts seeded with surfpool's `surfnet_setAccount`).
+//! wrong recipient, wrong memo, unconfirmed, replayed), vault eligibility from the
+//! balance-payment PDAs, and the balance-payment account decoders reading every account type
+//! fetched with `getAccountInfo` (accounts seeded with surfpool's `surfnet_setAccount` in the
+//! exact layout, built byte by byte here).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use dephy_device_sdk::event;
 use dephy_device_sdk::message::{Reason, Status};
 use dephy_device_sdk::nostr::Keys;
+use dephy_device_sdk::payment::accounts::{self, GlobalAccount, LockAccount, NamespaceAccount, UserAccount};
 use dephy_device_sdk::payment::rpc::{self, RpcError};
 use dephy_device_sdk::payment::transfer::{self, PaymentLedger, TransferError};
 use serde_json::{Value, json};
@@ -188,4 +191,81 @@ async fn vault_eligibility_from_pdas() {
     set_account(&rpc, &rpc::user_pda(&program, &impostor), 2_000_000, &data, &Pubkey::new_from_array([9; 32])).await;
     let err = rpc::balance(&rpc, &program, &impostor.to_string()).await.unwrap_err();
     assert!(matches!(err, RpcError::BadAccount { .. }), "{err}");
+}
+
+/// Anchor's discriminator for account type `name`, then `fields`, concatenated.
+fn layout(name: &str, fields: &[&[u8]]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut data = sha2::Sha256::digest(format!("account:{name}").as_bytes())[..8].to_vec();
+    for field in fields {
+        data.extend_from_slice(field);
+    }
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_accounts_fetched_and_decoded() {
+    let surfpool = Surfpool::start();
+    let rpc = surfpool.client();
+    let program = rpc::program_id();
+    let user = Pubkey::new_from_array(rand::random());
+    let (authority, bot, treasury) = (Pubkey::new_unique(), Pubkey::new_unique(), Pubkey::new_unique());
+    let vault = accounts::vault_pda(&program, &user);
+
+    let global = layout("GlobalAccount", &[&2u64.to_le_bytes()]);
+    let name = "Gacha";
+    let mut namespace = layout(
+        "NamespaceAccount",
+        &[
+            &1u64.to_le_bytes(),
+            &(name.len() as u32).to_le_bytes(),
+            name.as_bytes(),
+            authority.as_ref(),
+            bot.as_ref(),
+            treasury.as_ref(),
+            &1_700_000_000i64.to_le_bytes(),
+            &1_700_000_100i64.to_le_bytes(),
+        ],
+    );
+    // Space reserved for a longer name, as the program allocates it.
+    namespace.extend_from_slice(&[0; 27]);
+    let user_data = layout("UserAccount", &[&5u64.to_le_bytes(), &300u64.to_le_bytes(), vault.as_ref()]);
+    let lock = layout("LockAccount", &[&1u64.to_le_bytes(), &300u64.to_le_bytes()]);
+    let global_key = accounts::global_pda(&program);
+    let namespace_key = accounts::namespace_pda(&program, 1);
+    let user_key = accounts::user_pda(&program, &user);
+    let lock_key = accounts::lock_pda(&program, &user, 4);
+    for (key, data) in
+        [(&global_key, &global), (&namespace_key, &namespace), (&user_key, &user_data), (&lock_key, &lock)]
+    {
+        set_account(&rpc, key, 10_000_000, data, &program).await;
+    }
+
+    let fetch = async |key: &Pubkey| {
+        let account = rpc.get_account(key).await.expect("getAccountInfo");
+        assert_eq!(account.owner, program);
+        account.data
+    };
+    assert_eq!(GlobalAccount::decode(&fetch(&global_key).await).unwrap(), GlobalAccount { namespace_nonce: 2 });
+    assert_eq!(
+        NamespaceAccount::decode(&fetch(&namespace_key).await).unwrap(),
+        NamespaceAccount {
+            id: 1,
+            name: name.into(),
+            authority,
+            bot,
+            treasury,
+            created_at: 1_700_000_000,
+            updated_at: 1_700_000_100,
+        }
+    );
+    let decoded = UserAccount::decode(&fetch(&user_key).await).unwrap();
+    assert_eq!(decoded, UserAccount { nonce: 5, locked_amount: 300, vault });
+    assert_eq!(LockAccount::decode(&fetch(&lock_key).await).unwrap(), LockAccount { namespace_id: 1, amount: 300 });
+
+    // Each decoder refuses another type's account.
+    let err = LockAccount::decode(&fetch(&user_key).await).unwrap_err();
+    assert!(matches!(err, accounts::DecodeError::WrongDiscriminator { account: "LockAccount", .. }), "{err}");
+    let err = UserAccount::decode(&fetch(&namespace_key).await).unwrap_err();
+    assert!(matches!(err, accounts::DecodeError::WrongDiscriminator { account: "UserAccount", .. }), "{err}");
 }
