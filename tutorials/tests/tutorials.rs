@@ -1,7 +1,11 @@
 //! Runs the tutorial binaries exactly as the markdown walkthroughs do, against the real relay
 //! (started in-process once for this test binary, free 127.0.0.1 port, temporary SQLite) and,
 //! for the paid machines, a real offline surfpool started by `tutorials/support/surfpool.js`.
-//! Asserts on what the binaries print and on what the relay stored.
+//! Asserts on what the binaries print and on what the relay stored. Node.js runs the TypeScript
+//! hello world (`hello-world-ts/`) and an independent check of the payment authorizations against
+//! DePHY's namespace table (`tests/support/verify_namespaces.mjs`), both with nostr-tools from
+//! `target/npm-nostr-tools` (scripts/test installs it); the surfpool helper is also checked to keep
+//! the node answering past slot 1100 and to stay up on a terminal.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -234,6 +238,9 @@ fn decharge() {
             "machine: finished, Available",
         ],
     );
+    // DePHY's DeCharge namespace: id 0, name "DeCharge" in the signed text.
+    let checked = verify_namespaces(&relay, "dephy-decharge-controller");
+    assert!(checked.contains(r#"namespace 0 "DeCharge": signature ok"#), "{checked}");
 }
 
 #[test]
@@ -261,6 +268,24 @@ fn gacha() {
             "machine: refused ",
         ],
     );
+    // DePHY's Gacha namespace: id 1, name "Gacha" (case-sensitive) in the signed text.
+    let checked = verify_namespaces(&relay, "dephy-gacha-controller");
+    assert!(checked.contains(r#"namespace 1 "Gacha": signature ok"#), "{checked}");
+}
+
+/// Runs `tests/support/verify_namespaces.mjs` (an independent Node.js check of the payment
+/// authorizations of `session`'s Requests on the relay, by DePHY's namespace table); its stdout.
+fn verify_namespaces(relay: &str, session: &str) -> String {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // ES modules ignore NODE_PATH: run a copy beside a node_modules link.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("verify_namespaces.mjs");
+    std::fs::copy(manifest.join("tests/support/verify_namespaces.mjs"), &script).unwrap();
+    std::os::unix::fs::symlink(nostr_tools_modules(), dir.path().join("node_modules")).unwrap();
+    let (ok, stdout, stderr) =
+        run("node", &["--experimental-websocket", script.to_str().unwrap(), relay, session], dir.path());
+    assert!(ok, "the independent check of {session}'s authorizations failed:\n{stdout}\n{stderr}");
+    stdout
 }
 
 /// The helper must keep the node answering after its event channel would have filled: without
