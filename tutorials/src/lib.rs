@@ -51,7 +51,9 @@ pub struct PaidArgs {
 pub struct Machine {
     /// The `s` tag.
     pub session: &'static str,
-    /// The payment namespace (name and id) the authorization is for.
+    /// The payment namespace (name and id) the authorization is for, as DePHY's balance-payment
+    /// program numbers them: 0 = `"DeCharge"`, 1 = `"Gacha"` (the name is case-sensitive and is
+    /// part of the signed digest).
     pub namespace: &'static str,
     pub namespace_id: u64,
     /// How long the machine stays Working before it finishes by itself.
@@ -152,7 +154,10 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
                         Ok(p) => match nonces.accept(&p, machine_def.namespace_id, machine_def.namespace, now()) {
                             Err(e) => Decision::Refuse(e.to_string()),
                             Ok(auth) => {
-                                println!("machine: authorization ok (user {}, nonce {})", auth.user, auth.nonce);
+                                println!(
+                                    "machine: authorization ok (namespace {} \"{}\", user {}, nonce {})",
+                                    machine_def.namespace_id, machine_def.namespace, auth.user, auth.nonce
+                                );
                                 Decision::Accept(String::new())
                             }
                         },

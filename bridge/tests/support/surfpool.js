@@ -23,10 +23,14 @@ try {
 
 // Offline: no mainnet fallback; every account a test reads is one it set.
 const surfnet = Surfnet.startWithConfig({ offline: true });
+// The runtime pushes one event per slot into a bounded channel its owner must empty: left
+// alone it fills after ~1024 slots (~80 s) and the node stops answering RPC calls.
+const drainTimer = setInterval(() => surfnet.drainEvents(), 100);
 let stopped = false;
 function stop() {
   if (stopped) return;
   stopped = true;
+  clearInterval(drainTimer);
   try {
     surfnet.stop();
   } finally {

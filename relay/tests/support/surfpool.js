@@ -21,10 +21,14 @@ try {
 
 // Offline: no mainnet fallback; the Memo, Token and Associated Token programs are built in.
 const surfnet = Surfnet.startWithConfig({ offline: true });
+// The runtime pushes one event per slot into a bounded channel its owner must empty: left
+// alone it fills after ~1024 slots (~80 s) and the node stops answering RPC calls.
+const drainTimer = setInterval(() => surfnet.drainEvents(), 100);
 let stopped = false;
 function stop() {
   if (stopped) return;
   stopped = true;
+  clearInterval(drainTimer);
   try {
     surfnet.stop();
   } finally {

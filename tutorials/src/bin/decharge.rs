@@ -14,7 +14,7 @@ async fn main() {
     let station = Machine {
         session: "dephy-decharge-controller",
         namespace: "DeCharge",
-        namespace_id: 1,
+        namespace_id: 0,
         work: Duration::from_secs(2),
         working_payload: |_| r#"{"charging":"started"}"#.to_string(),
         done_payload: |_| r#"{"charged_kwh":1.5}"#.to_string(),

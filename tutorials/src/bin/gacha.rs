@@ -15,8 +15,8 @@ async fn main() {
     let args = PaidArgs::parse();
     let gacha = Machine {
         session: "dephy-gacha-controller",
-        namespace: "gacha",
-        namespace_id: 2,
+        namespace: "Gacha",
+        namespace_id: 1,
         work: Duration::from_millis(300),
         working_payload: |id| format!(r#"{{"prize":"{}"}}"#, PRIZES[id.as_bytes()[0] as usize % PRIZES.len()]),
         done_payload: |_| r#"{"dispensed":true}"#.to_string(),
