@@ -3,9 +3,8 @@
 //! it into target/npm-tweetnacl). The SDK's signatures over DePHY's digest must equal
 //! tweetnacl's (ed25519 is deterministic) and verify there; tampered fields must fail in both.
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
+#[path = "support/node.rs"]
+mod node;
 
 use dephy_device_sdk::message::Payload;
 use dephy_device_sdk::payment::authorization::{self, AuthorizationError};
@@ -14,25 +13,8 @@ use serde_json::{Value, json};
 
 /// Runs the tweetnacl script on `cases`.
 fn tweetnacl(cases: &Value) -> Vec<Value> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = manifest.join("tests/support/tweetnacl.js");
-    let default_path = manifest.join("../target/npm-tweetnacl/node_modules");
-    let node_path = match std::env::var("NODE_PATH") {
-        Ok(p) => format!("{p}:{}", default_path.display()),
-        Err(_) => default_path.display().to_string(),
-    };
-    let mut child = Command::new("node")
-        .arg(&script)
-        .env("NODE_PATH", &node_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node {}` (is Node.js installed?): {e}", script.display()));
-    child.stdin.take().unwrap().write_all(cases.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "tweetnacl.js failed ({:?}); is tweetnacl@1.0.3 under {node_path}?", out.status);
-    serde_json::from_slice(&out.stdout).expect("tweetnacl.js prints JSON")
+    serde_json::from_value(node::run_json("tweetnacl.js", "npm-tweetnacl", "tweetnacl@1.0.3", cases))
+        .expect("tweetnacl.js prints a JSON array")
 }
 
 struct Case {

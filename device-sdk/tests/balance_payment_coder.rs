@@ -9,9 +9,8 @@
 //! The program itself cannot be built or deployed here: these instructions are checked, not
 //! executed.
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
+#[path = "support/node.rs"]
+mod node;
 
 use dephy_device_sdk::payment::accounts::{
     self, GLOBAL_ACCOUNT_DISCRIMINATOR, GlobalAccount, LOCK_ACCOUNT_DISCRIMINATOR, LockAccount,
@@ -28,27 +27,7 @@ use solana_pubkey::Pubkey;
 
 /// Runs the Anchor script on `request`.
 fn anchor(request: &Value) -> Value {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = manifest.join("tests/support/anchor_coder.js");
-    let default_path = manifest.join("../target/npm-anchor/node_modules");
-    let node_path = std::env::var("NODE_PATH").unwrap_or_default();
-    let node_path = format!("{}:{node_path}", default_path.display());
-    let mut child = Command::new("node")
-        .arg(&script)
-        .env("NODE_PATH", &node_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node {}` (is Node.js >= 18 installed?): {e}", script.display()));
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "anchor_coder.js failed ({:?}); is @coral-xyz/anchor@0.32.1 under {node_path}?",
-        out.status
-    );
-    serde_json::from_slice(&out.stdout).expect("anchor_coder.js prints JSON")
+    node::run_json("anchor_coder.js", "npm-anchor", "@coral-xyz/anchor@0.32.1", request)
 }
 
 fn sha256_8(preimage: &str) -> [u8; 8] {
