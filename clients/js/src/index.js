@@ -47,3 +47,14 @@ export {
   parsePayload,
 } from './message.js';
 export { DEPHY_KIND, buildDephyEvent, requestEvent, statusEvent, transactionEvent, parseDephyEvent } from './dephy.js';
+export {
+  DIGEST_PREFIX,
+  authorizationMessage,
+  authorizationDigest,
+  walletAddress,
+  keypairWallet,
+  signAuthorization,
+  signedPayload,
+  signedPayloadJson,
+  verifyAuthorization,
+} from './authorization.js';

@@ -44,10 +44,17 @@ function expectString(value, field, err) {
   return value;
 }
 
-/** An integer field of JSON: a safe-integer number (this client's limit) within [min, max]. */
+/**
+ * An integer field: a safe-integer number or a bigint within [min, max]. Parsed JSON numbers beyond
+ * 2^53-1 cannot be represented exactly by JSON.parse and are refused; builders accept bigints.
+ */
 function expectInt(value, field, err, min, max) {
+  if (typeof value === 'bigint') {
+    if (value < min || value > max) throw err(`${field} is out of range`);
+    return value;
+  }
   if (typeof value !== 'number' || !Number.isInteger(value)) throw err(`${field} must be an integer`);
-  if (!Number.isSafeInteger(value)) throw err(`${field} is beyond 2^53-1, which this client cannot represent exactly`);
+  if (!Number.isSafeInteger(value)) throw err(`${field} is beyond 2^53-1, which this client cannot represent exactly (use a bigint)`);
   if (BigInt(value) < min || BigInt(value) > max) throw err(`${field} is out of range`);
   return value;
 }
@@ -97,7 +104,7 @@ export function messageToJson(msg) {
     case 'Status':
       return JSON.stringify({ Status: { status: m.status, reason: m.reason, initial_request: m.initial_request, payload: m.payload } });
     default:
-      return JSON.stringify({ Transaction: { user: m.user, tokens: m.tokens } });
+      return `{"Transaction":{"user":${JSON.stringify(m.user)},"tokens":${m.tokens}}}`;
   }
 }
 
@@ -143,7 +150,7 @@ export function recoverInfoToJson(info) {
   const signature = byteArray(info.signature, 'signature');
   const extra_data = byteArray(info.extra_data, 'extra_data');
   const deadline = expectInt(info.deadline, 'deadline', recoverError, I64_MIN, I64_MAX);
-  return JSON.stringify({ signature, extra_data, deadline });
+  return `{"signature":${JSON.stringify(signature)},"extra_data":${JSON.stringify(extra_data)},"deadline":${deadline}}`;
 }
 
 /**
@@ -173,12 +180,10 @@ export function parseRecoverInfo(text) {
 export function payloadToJson(payload) {
   expectObject(payload, payloadError, 'payload');
   const recover_info = typeof payload.recover_info === 'string' ? payload.recover_info : recoverInfoToJson(payload.recover_info);
-  return JSON.stringify({
-    namespace_id: expectInt(payload.namespace_id, 'namespace_id', payloadError, 0n, U64_MAX),
-    user: expectString(payload.user, 'user', payloadError),
-    nonce: expectInt(payload.nonce, 'nonce', payloadError, 0n, U64_MAX),
-    recover_info,
-  });
+  const namespaceId = expectInt(payload.namespace_id, 'namespace_id', payloadError, 0n, U64_MAX);
+  const user = JSON.stringify(expectString(payload.user, 'user', payloadError));
+  const nonce = expectInt(payload.nonce, 'nonce', payloadError, 0n, U64_MAX);
+  return `{"namespace_id":${namespaceId},"user":${user},"nonce":${nonce},"recover_info":${JSON.stringify(recover_info)}}`;
 }
 
 /** Parses a Request's payload string: `{ namespace_id, user, nonce, recover_info }` (recover_info still a string). */
