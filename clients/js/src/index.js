@@ -4,6 +4,7 @@
  */
 
 export { toHex, fromHex } from './bytes.js';
+export { parseJsonLossless } from './json.js';
 export { DephyError } from './errors.js';
 export { sha256, emptyRoot, leafHash, nodeHash, leafData, eventLeafHash } from './hash.js';
 export {
@@ -58,3 +59,19 @@ export {
   signedPayloadJson,
   verifyAuthorization,
 } from './authorization.js';
+export { secretKeySigner, authEvent, nip98Header } from './signer.js';
+export {
+  httpBase,
+  getJson,
+  fetchRelayInfo,
+  fetchCheckpoint,
+  fetchCheckpoints,
+  fetchInclusionProof,
+  fetchConsistencyProof,
+  fetchEntries,
+  fetchEventsAfter,
+  inclusionResponseSteps,
+  verifyEventInLog,
+  verifyCheckpointsConsistent,
+} from './logapi.js';
+export { RelayClient } from './relay.js';

@@ -14,6 +14,7 @@
  */
 
 import { DephyError } from './errors.js';
+import { parseJsonLossless } from './json.js';
 
 /** A machine's states. */
 export const STATUSES = Object.freeze(['Available', 'Working']);
@@ -45,8 +46,8 @@ function expectString(value, field, err) {
 }
 
 /**
- * An integer field: a safe-integer number or a bigint within [min, max]. Parsed JSON numbers beyond
- * 2^53-1 cannot be represented exactly by JSON.parse and are refused; builders accept bigints.
+ * An integer field: a safe-integer number or a bigint within [min, max]. Parsing returns integers
+ * beyond 2^53-1 as bigints (json.js); builders accept bigints.
  */
 function expectInt(value, field, err, min, max) {
   if (typeof value === 'bigint') {
@@ -54,7 +55,7 @@ function expectInt(value, field, err, min, max) {
     return value;
   }
   if (typeof value !== 'number' || !Number.isInteger(value)) throw err(`${field} must be an integer`);
-  if (!Number.isSafeInteger(value)) throw err(`${field} is beyond 2^53-1, which this client cannot represent exactly (use a bigint)`);
+  if (!Number.isSafeInteger(value)) throw err(`${field} must be an exact integer (use a bigint beyond 2^53-1)`);
   if (BigInt(value) < min || BigInt(value) > max) throw err(`${field} is out of range`);
   return value;
 }
@@ -113,7 +114,7 @@ export function parseMessage(content) {
   if (typeof content !== 'string') throw contentError('content must be a string');
   let value;
   try {
-    value = JSON.parse(content);
+    value = parseJsonLossless(content, { integersOnly: true });
   } catch (e) {
     throw contentError(e.message);
   }
@@ -160,7 +161,7 @@ export function recoverInfoToJson(info) {
 export function parseRecoverInfo(text) {
   let value;
   try {
-    value = JSON.parse(text);
+    value = parseJsonLossless(text, { integersOnly: true });
   } catch (e) {
     throw recoverError(e.message);
   }
@@ -190,7 +191,7 @@ export function payloadToJson(payload) {
 export function parsePayload(text) {
   let value;
   try {
-    value = JSON.parse(text);
+    value = parseJsonLossless(text, { integersOnly: true });
   } catch (e) {
     throw payloadError(e.message);
   }

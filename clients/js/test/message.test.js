@@ -85,3 +85,18 @@ test('events: layout, parsing and typed errors', async () => {
   forged.sig = forged.sig.replace(/^./, (c) => (c === '0' ? '1' : '0'));
   await assert.rejects(parseDephyEvent(forged), { code: 'InvalidSignature' });
 });
+
+test('u64 and i64 values beyond 2^53 survive parsing and serialization exactly', () => {
+  const info = { signature: new Uint8Array(64), extra_data: new Uint8Array(64), deadline: -(2n ** 63n) };
+  const text = payloadToJson({ namespace_id: 2n ** 64n - 1n, user: 'U', nonce: 2n ** 53n, recover_info: recoverInfoToJson(info) });
+  assert.ok(text.startsWith('{"namespace_id":18446744073709551615,"user":"U","nonce":9007199254740992,"recover_info":"'));
+  const back = parsePayload(text);
+  assert.equal(back.namespace_id, 2n ** 64n - 1n);
+  assert.equal(back.nonce, 2n ** 53n);
+  assert.equal(parseRecoverInfo(back.recover_info).deadline, -(2n ** 63n));
+  assert.equal(payloadToJson(back), text);
+  assert.throws(() => parsePayload(text.replace('18446744073709551615', '18446744073709551616')), { code: 'Payload' });
+  assert.throws(() => parseMessage('{"Transaction":{"user":"u","tokens":12.0}}'), { code: 'Content' });
+  const big = '{"Transaction":{"user":"u","tokens":-9223372036854775808}}';
+  assert.equal(messageToJson(parseMessage(big)), big);
+});
