@@ -102,7 +102,8 @@ fn js_vectors_pass_the_rust_verifiers() {
         assert_eq!(payload.to_json(), text, "the payload JSON is byte-identical to Rust's");
         let info = payload.recover_info().unwrap();
         let extra: [u8; 64] = info.extra_data.as_slice().try_into().unwrap();
-        let (ns, ns_id, nonce, deadline) = (str_of(&a["namespace"]), u64_of(&a["namespace_id"]), u64_of(&a["nonce"]), i64_of(&a["deadline"]));
+        let (ns, ns_id, nonce, deadline) =
+            (str_of(&a["namespace"]), u64_of(&a["namespace_id"]), u64_of(&a["nonce"]), i64_of(&a["deadline"]));
         assert_eq!(authorization::digest(ns, &extra, ns_id, nonce, deadline), str_of(&a["digest"]));
         let rust = authorization::signed_payload(&wallet, ns, ns_id, nonce, deadline, extra);
         assert_eq!(rust.to_json(), text, "JS and Rust sign the same authorization identically");
@@ -223,17 +224,34 @@ fn rust_vectors() -> Value {
     let id = EventId::from_byte_array([0xab; 32]);
     let messages = [
         (
-            Message::Request { to_status: Status::Working, reason: Reason::UserRequest, initial_request: EventId::all_zeros(), payload: "{\"a\":1}".into() },
+            Message::Request {
+                to_status: Status::Working,
+                reason: Reason::UserRequest,
+                initial_request: EventId::all_zeros(),
+                payload: "{\"a\":1}".into(),
+            },
             json!({"type":"Request","to_status":"Working","reason":"UserRequest","initial_request":"0".repeat(64),"payload":"{\"a\":1}"}),
         ),
         (
-            Message::Status { status: Status::Available, reason: Reason::LockFailed, initial_request: id, payload: "tab\t nl\n quote\" bs\\ ctl\u{1} é 😀 \u{2028}".into() },
+            Message::Status {
+                status: Status::Available,
+                reason: Reason::LockFailed,
+                initial_request: id,
+                payload: "tab\t nl\n quote\" bs\\ ctl\u{1} é 😀 \u{2028}".into(),
+            },
             json!({"type":"Status","status":"Available","reason":"LockFailed","initial_request":id.to_hex(),"payload":"tab\t nl\n quote\" bs\\ ctl\u{1} é 😀 \u{2028}"}),
         ),
-        (Message::Transaction { user: "Us3r".into(), tokens: -120 }, json!({"type":"Transaction","user":"Us3r","tokens":-120})),
-        (Message::Transaction { user: "u".into(), tokens: 9_007_199_254_740_991 }, json!({"type":"Transaction","user":"u","tokens":9_007_199_254_740_991_i64})),
+        (
+            Message::Transaction { user: "Us3r".into(), tokens: -120 },
+            json!({"type":"Transaction","user":"Us3r","tokens":-120}),
+        ),
+        (
+            Message::Transaction { user: "u".into(), tokens: 9_007_199_254_740_991 },
+            json!({"type":"Transaction","user":"u","tokens":9_007_199_254_740_991_i64}),
+        ),
     ];
-    let messages: Vec<Value> = messages.iter().map(|(m, fields)| json!({"content": m.to_json(), "message": fields})).collect();
+    let messages: Vec<Value> =
+        messages.iter().map(|(m, fields)| json!({"content": m.to_json(), "message": fields})).collect();
 
     // Payment authorizations: digests and signatures from fixed wallet seeds (u64/i64 as strings).
     let extra: [u8; 64] = std::array::from_fn(|i| (i * 3) as u8);
@@ -287,7 +305,13 @@ fn rust_vectors() -> Value {
         signed(&user, 1573, &good, 1_700_000_000, &[vec!["s", "x"], vec!["p", "zz"]]),
         signed(&user, 1573, &good, 1_700_000_000, &[vec!["s", "x"], vec!["p", &not_on_curve]]),
         signed(&user, 1573, "{}", 1_700_000_000, &[vec!["s", "x"], vec!["p", &m]]),
-        signed(&user, 1573, r#"{"Status":{"status":"Broken","reason":"Reset","initial_request":"00","payload":""}}"#, 1_700_000_000, &[vec!["s", "x"], vec!["p", &m]]),
+        signed(
+            &user,
+            1573,
+            r#"{"Status":{"status":"Broken","reason":"Reset","initial_request":"00","payload":""}}"#,
+            1_700_000_000,
+            &[vec!["s", "x"], vec!["p", &m]],
+        ),
         tampered,
     ];
     let bad_events: Vec<Value> = bad_events
@@ -313,10 +337,13 @@ fn rust_vectors() -> Value {
     let mut consistency = Vec::new();
     for n in 1..=hashes.len() as u64 {
         for i in 0..n {
-            inclusion.push(json!({"index": i, "size": n, "proof": hex_list(&dephy_log::inclusion_proof(i, n, lookup).unwrap())}));
+            inclusion.push(
+                json!({"index": i, "size": n, "proof": hex_list(&dephy_log::inclusion_proof(i, n, lookup).unwrap())}),
+            );
         }
         for m in 1..=n {
-            consistency.push(json!({"m": m, "n": n, "proof": hex_list(&dephy_log::consistency_proof(m, n, lookup).unwrap())}));
+            consistency
+                .push(json!({"m": m, "n": n, "proof": hex_list(&dephy_log::consistency_proof(m, n, lookup).unwrap())}));
         }
     }
     let log = json!({
@@ -327,7 +354,12 @@ fn rust_vectors() -> Value {
     // Checkpoints signed with a relay key, and bad ones with Rust's error.
     let relay = Keys::new(SecretKey::from_slice(&[0x53; 32]).unwrap());
     let cp = Checkpoint { tree_size: 21, root_hash: roots[20], timestamp: 1_700_000_500, anchor: None };
-    let anchored = Checkpoint { tree_size: 8, root_hash: roots[7], timestamp: 1_700_000_400, anchor: Some("sig\"with\\escapes".into()) };
+    let anchored = Checkpoint {
+        tree_size: 8,
+        root_hash: roots[7],
+        timestamp: 1_700_000_400,
+        anchor: Some("sig\"with\\escapes".into()),
+    };
     let checkpoints: Vec<Value> = [&cp, &anchored]
         .iter()
         .map(|c| json!({"event": serde_json::from_str::<Value>(&c.to_event(&relay).as_json()).unwrap(), "checkpoint": serde_json::to_value(c).unwrap()}))

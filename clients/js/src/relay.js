@@ -69,7 +69,7 @@ class Subscription {
     }
   }
 
-  async _onEvent(event, meta) {
+  _onEvent(event, meta) {
     const seq = meta && Number.isSafeInteger(meta.seq) ? meta.seq : null;
     if (this.cursor && seq === null) {
       this.client._report(new DephyError('NoCursor', `the relay did not send an arrival sequence with an event of subscription ${this.id}; it does not offer the after_seq cursor`));
@@ -192,6 +192,13 @@ export class RelayClient {
       this._status('open');
       for (const w of this.openWaiters.splice(0)) w.resolve();
       for (const sub of this.subscriptions.values()) sub.send();
+      // Events published while disconnected, or not acknowledged before the cut.
+      for (const pending of this.pendingOk.values()) {
+        if (pending.needsResend && pending.event) {
+          pending.needsResend = false;
+          this._send(['EVENT', pending.event]);
+        }
+      }
     };
     ws.onmessage = (msg) => {
       if (this.ws !== ws) return;
@@ -213,9 +220,15 @@ export class RelayClient {
     this.authenticated = null;
     this.authPending = null;
     for (const [id, pending] of this.pendingOk) {
-      // Not acknowledged on this connection: publish again after reconnecting.
-      pending.needsResend = true;
-      this.pendingOk.set(id, pending);
+      if (pending.event) {
+        // Not acknowledged on this connection: publish again after reconnecting.
+        pending.needsResend = true;
+      } else {
+        // An AUTH answer cannot come any more: the next connection has a new challenge.
+        clearTimeout(pending.timer);
+        this.pendingOk.delete(id);
+        pending.reject(new DephyError('Disconnected', `connection to ${this.url} closed before the relay answered AUTH`));
+      }
     }
     if (this.closedByUser) {
       this._status('closed');
@@ -235,21 +248,8 @@ export class RelayClient {
     this.attempt += 1;
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (!this.closedByUser) {
-        this._open();
-        this._resendOnOpen();
-      }
+      if (!this.closedByUser) this._open();
     }, delay);
-  }
-
-  async _resendOnOpen() {
-    await new Promise((resolve, reject) => this.openWaiters.push({ resolve, reject })).catch(() => {});
-    for (const pending of this.pendingOk.values()) {
-      if (pending.needsResend) {
-        pending.needsResend = false;
-        this._send(['EVENT', pending.event]);
-      }
-    }
   }
 
   _send(message) {
@@ -283,7 +283,7 @@ export class RelayClient {
     if (!this.signer) return Promise.reject(new DephyError('NoSigner', 'the relay requires authentication (NIP-42): pass options.signer'));
     if (this.authenticated) return Promise.resolve(this.authenticated);
     if (!this.authPending) {
-      this.authPending = (async () => {
+      const attempt = (async () => {
         const challenge = this.challenge ?? (await new Promise((resolve) => this.waitingForAuth.push(resolve)));
         const event = await authEvent(this.signer, this.url, challenge);
         const result = await this._publishRaw(['AUTH', event], event.id);
@@ -292,8 +292,9 @@ export class RelayClient {
         this._status('authenticated');
         return event.pubkey;
       })();
-      this.authPending.catch((e) => {
-        this.authPending = null;
+      this.authPending = attempt;
+      attempt.catch((e) => {
+        if (this.authPending === attempt) this.authPending = null;
         this._report(e);
       });
     }
@@ -306,8 +307,9 @@ export class RelayClient {
         this.pendingOk.delete(id);
         reject(new DephyError('Timeout', `the relay did not answer ${message[0]} ${id} within ${this.publishTimeoutMs} ms`));
       }, this.publishTimeoutMs);
-      this.pendingOk.set(id, { resolve, reject, timer, event: message[0] === 'EVENT' ? event : null, needsResend: false });
-      this._send(message);
+      const open = this.ws && this.ws.readyState === 1;
+      this.pendingOk.set(id, { resolve, reject, timer, event: message[0] === 'EVENT' ? event : null, needsResend: !open });
+      if (open) this._send(message);
     });
   }
 
@@ -369,7 +371,7 @@ export class RelayClient {
             return;
           }
         }
-        await sub._onEvent(event, msg[3]);
+        sub._onEvent(event, msg[3]);
         return;
       }
       case 'EOSE': {
