@@ -195,3 +195,25 @@ test('an event verifies in the log against the signed checkpoint; tampered proof
   assert.equal(broken.ok, false);
   client.close();
 });
+
+test('an event published while the connection is down is sent once it is back', { skip }, async (t) => {
+  const proxy = new Proxy(Number(new URL(url).port));
+  await proxy.up();
+  t.after(() => proxy.down());
+  const sk = generateSecretKey();
+  const client = closeAfter(t, new RelayClient(proxy.url, { signer: secretKeySigner(sk), backoff: { minMs: 50, maxMs: 200 } }));
+  await client.connect();
+  await proxy.down();
+  await until('the client to notice the cut', () => client.status === 'disconnected' || client.status === 'connecting');
+  const event = await statusEvent(sk, { session: uniqueSession('outbox'), status: 'Working', reason: 'Reset', initial_request: ZERO_ID });
+  const answer = client.publish(event);
+  await proxy.up();
+  assert.deepEqual(await answer, { accepted: true, message: '' });
+  assert.ok(client.connections >= 2);
+  const { client: reader } = await publisher(t);
+  const got = [];
+  let eose = false;
+  reader.subscribe([{ ids: [event.id] }], { onEvent: (e) => got.push(e.id), onEose: () => (eose = true) });
+  await until('the stored copy', () => eose);
+  assert.deepEqual(got, [event.id]);
+});
