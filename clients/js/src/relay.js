@@ -36,6 +36,7 @@ class Subscription {
     this.reqId = null;
     this.stored = [];
     this.live = false;
+    this.everLive = false;
     this.closed = false;
     this.seen = new Set();
     this.seenOrder = [];
