@@ -75,10 +75,10 @@ struct Checks {
 }
 
 impl Hooks for Checks {
-    fn eligible(&mut self, _: &ParsedEvent, _: &str) -> Decision {
+    async fn eligible(&mut self, _: &ParsedEvent, _: &str) -> Decision {
         self.decision.take().unwrap_or(Decision::Refuse("not checked".into()))
     }
-    fn actuate(&mut self, status: Status, initial_request: EventId) {
+    fn actuate(&mut self, _: &dephy_device_sdk::nostr::PublicKey, status: Status, initial_request: EventId) {
         self.log.push(format!("machine: actuator -> {status:?} (request {})", short(&initial_request)));
     }
 }
@@ -114,16 +114,17 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
     let controller_probe =
         Controller::new(machine_keys.clone(), machine_def.session, vec![], Checks { decision: None, log: vec![] });
     machine_config =
-        machine_config.subscribe([controller_probe.requests_filter(Timestamp::from(Timestamp::now().as_secs() - 5))]);
+        machine_config.subscribe(controller_probe.requests_filters(Timestamp::from(Timestamp::now().as_secs() - 5)));
     let mut machine_client = Client::start(machine_config)?;
     machine_client.wait_subscribed(ANSWER_TIMEOUT).await.context("the machine could not subscribe to the relay")?;
     let mut controller = controller_probe;
-    let last = machine_client.query(vec![controller.recovery_filter()], ANSWER_TIMEOUT).await?;
-    if controller.recover(&last) {
-        println!("machine: recovered state {:?} from the relay", controller.status());
+    let me = machine_keys.public_key();
+    let last = machine_client.query(controller.recovery_filters(), ANSWER_TIMEOUT).await?;
+    if !controller.recover(&last).is_empty() {
+        println!("machine: recovered state {:?} from the relay", controller.status(&me).expect("driven"));
     }
-    if controller.status() == Status::Working {
-        let done = controller.finish("reset at start").expect("working");
+    if controller.status(&me) == Some(Status::Working) {
+        let done = controller.finish(&me).expect("working");
         machine_client.publish_and_wait(&done, ANSWER_TIMEOUT).await?;
     }
     let available =
@@ -158,12 +159,12 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
                                     "machine: authorization ok (namespace {} \"{}\", user {}, nonce {})",
                                     machine_def.namespace_id, machine_def.namespace, auth.user, auth.nonce
                                 );
-                                Decision::Accept(String::new())
+                                Decision::Accept
                             }
                         },
                     };
                     // 2. The SOL transfer to the owner whose memo is this request's id.
-                    if matches!(decision, Decision::Accept(_)) {
+                    if matches!(decision, Decision::Accept) {
                         decision = match transfer::find(&rpc, &owner_pub, &request.id).await {
                             Ok(Some(sig)) => match ledger.accept(&rpc, &sig, &owner_pub, price, &request.id).await {
                                 Ok(paid) => {
@@ -172,7 +173,7 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
                                         paid.lamports,
                                         &sig[..16]
                                     );
-                                    Decision::Accept((machine_def.working_payload)(&request.id))
+                                    Decision::Accept
                                 }
                                 Err(e) => Decision::Refuse(e.to_string()),
                             },
@@ -184,7 +185,7 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
                         };
                     }
                     controller.hooks.decision = Some(decision);
-                    match controller.handle(&request) {
+                    match controller.handle(&request).await {
                         Ok(working) => {
                             // Print before publishing: the user reacts to the published event.
                             for line in controller.hooks.log.drain(..) {
@@ -193,7 +194,7 @@ pub async fn run_paid(machine_def: Machine, args: PaidArgs, replay: bool) -> any
                             println!("machine: Working for {}", short(&request.id));
                             machine_client.publish_and_wait(&working, ANSWER_TIMEOUT).await?;
                             tokio::time::sleep(machine_def.work).await;
-                            let done = controller.finish(&(machine_def.done_payload)(&request.id)).expect("working");
+                            let done = controller.finish(&machine_pub).expect("working");
                             for line in controller.hooks.log.drain(..) {
                                 println!("{line}");
                             }
