@@ -25,7 +25,13 @@ pub const DECHARGE: (u64, &str) = (0, "DeCharge");
 pub const GACHA: (u64, &str) = (1, "Gacha");
 
 /// Writes one account with surfpool's `surfnet_setAccount`.
-pub async fn set_account(rpc: &RpcClient, address: &Pubkey, lamports: u64, data: &[u8], owner: &Pubkey) -> anyhow::Result<()> {
+pub async fn set_account(
+    rpc: &RpcClient,
+    address: &Pubkey,
+    lamports: u64,
+    data: &[u8],
+    owner: &Pubkey,
+) -> anyhow::Result<()> {
     let params = json!([address.to_string(), {
         "lamports": lamports,
         "data": hex::encode(data),

@@ -51,20 +51,34 @@ impl Dapp {
         println!("{label}: wallet {} registered, {vault_lamports} lamports in its vault", wallet.pubkey());
         let filter = filters::statuses_of(session, &controller, &[machine]).since(Timestamp::now());
         let client = Client::start(
-            ClientConfig::new([relay.to_string()], state.join(format!("{label}-{}", &wallet.pubkey().to_string()[..8])))
-                .subscribe([filter]),
+            ClientConfig::new(
+                [relay.to_string()],
+                state.join(format!("{label}-{}", &wallet.pubkey().to_string()[..8])),
+            )
+            .subscribe([filter]),
         )?;
-        client.wait_subscribed(ANSWER_TIMEOUT).await.with_context(|| format!("{label} could not subscribe to the relay"))?;
+        client
+            .wait_subscribed(ANSWER_TIMEOUT)
+            .await
+            .with_context(|| format!("{label} could not subscribe to the relay"))?;
         Ok(Dapp { label: label.into(), wallet, session: session.into(), machine, client })
     }
 
     /// Reads the user's on-chain nonce, signs an authorization for namespace `ns` with it and
     /// publishes a start Request; returns it and its payload.
-    pub async fn request(&mut self, rpc: &RpcClient, program: &Pubkey, ns: (u64, &str)) -> anyhow::Result<(Event, String)> {
+    pub async fn request(
+        &mut self,
+        rpc: &RpcClient,
+        program: &Pubkey,
+        ns: (u64, &str),
+    ) -> anyhow::Result<(Event, String)> {
         let nonce = chain::user_account(rpc, program, &self.wallet.pubkey()).await?.nonce;
         let signing = SigningKey::from_bytes(self.wallet.secret_bytes());
         let payload = authorization::signed_payload(&signing, ns.1, ns.0, nonce, now() + 600, [0; 64]).to_json();
-        println!("{}: on-chain nonce {nonce}, signed a payment authorization for namespace {} \"{}\"", self.label, ns.0, ns.1);
+        println!(
+            "{}: on-chain nonce {nonce}, signed a payment authorization for namespace {} \"{}\"",
+            self.label, ns.0, ns.1
+        );
         let request = self.send(&payload).await?;
         Ok((request, payload))
     }

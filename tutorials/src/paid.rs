@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use dephy_device_sdk::controller::Controller;
+use dephy_device_sdk::keys;
 use dephy_device_sdk::message::Reason;
 use dephy_device_sdk::nostr::ToBech32 as _;
 use dephy_device_sdk::payment::accounts;
 use dephy_device_sdk::payment::eligibility::Requirement;
-use dephy_device_sdk::keys;
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
@@ -70,8 +70,9 @@ pub async fn run_paid(def: Machine, args: PaidArgs, replay: bool) -> anyhow::Res
         format!("cannot reach the Solana RPC at {} (is surfpool running? see the tutorial)", args.rpc)
     })?;
     let program = accounts::program_id();
-    let ns = chain::ensure_namespace(&chain_rpc, &program, def.namespace, &Keypair::new_from_array(rand::random()).pubkey())
-        .await?;
+    let ns =
+        chain::ensure_namespace(&chain_rpc, &program, def.namespace, &Keypair::new_from_array(rand::random()).pubkey())
+            .await?;
     println!("chain: namespace {} \"{}\" of program {program}, bot {}", ns.id, ns.name, ns.bot);
 
     // --- The machine -----------------------------------------------------------------------
@@ -95,9 +96,18 @@ pub async fn run_paid(def: Machine, args: PaidArgs, replay: bool) -> anyhow::Res
 
     // --- The user ----------------------------------------------------------------------------
     let result = async {
-        let mut user =
-            Dapp::start("user", &args.relay, &state, &chain_rpc, &program, def.session, machine, machine, 10 * args.price)
-                .await?;
+        let mut user = Dapp::start(
+            "user",
+            &args.relay,
+            &state,
+            &chain_rpc,
+            &program,
+            def.session,
+            machine,
+            machine,
+            10 * args.price,
+        )
+        .await?;
         let (request, payload) = user.request(&chain_rpc, &program, def.namespace).await?;
         let (reason, why) = user.follow(&request.id, &payload).await?;
         if reason == Reason::UserRequest {

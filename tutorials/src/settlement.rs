@@ -42,7 +42,11 @@ pub trait Chain {
     /// The NamespaceAccount `id`, if it exists.
     fn namespace(&self, id: u64) -> impl Future<Output = Result<Option<NamespaceAccount>, String>> + Send;
     /// The LockAccount of `user` at `nonce`, if it exists.
-    fn lock_account(&self, user: &Pubkey, nonce: u64) -> impl Future<Output = Result<Option<LockAccount>, String>> + Send;
+    fn lock_account(
+        &self,
+        user: &Pubkey,
+        nonce: u64,
+    ) -> impl Future<Output = Result<Option<LockAccount>, String>> + Send;
     /// Signs `instruction` with the payer and the bot and submits it; the transaction signature,
     /// or the node's error as it gave it.
     fn submit(&self, instruction: Instruction) -> impl Future<Output = Result<String, String>> + Send;
@@ -109,12 +113,32 @@ impl Chain for RpcChain {
 pub enum Outcome {
     /// Not a Status it acts on (with why).
     Ignored(String),
-    Locked { signature: String, user: String, nonce: u64, amount: u64 },
-    Paid { signature: String, user: String, nonce: u64, amount: u64 },
+    Locked {
+        signature: String,
+        user: String,
+        nonce: u64,
+        amount: u64,
+    },
+    Paid {
+        signature: String,
+        user: String,
+        nonce: u64,
+        amount: u64,
+    },
     /// The lock (or pay) was refused: `request` is the LockFailed Request to publish.
-    LockFailed { error: String, request: Box<Event> },
-    Settled { signature: String, user: String, nonce: u64, amount: u64 },
-    SettleFailed { error: String },
+    LockFailed {
+        error: String,
+        request: Box<Event>,
+    },
+    Settled {
+        signature: String,
+        user: String,
+        nonce: u64,
+        amount: u64,
+    },
+    SettleFailed {
+        error: String,
+    },
 }
 
 /// The service's decisions.
@@ -202,7 +226,9 @@ impl<C: Chain> Settlement<C> {
         }
         .instruction(&program);
         match self.chain.submit(ix).await {
-            Ok(signature) => Outcome::Locked { signature, user: payload.user, nonce: payload.nonce, amount: self.amount },
+            Ok(signature) => {
+                Outcome::Locked { signature, user: payload.user, nonce: payload.nonce, amount: self.amount }
+            }
             Err(e) => fail(format!("lock: {e}")),
         }
     }

@@ -95,8 +95,8 @@ impl Station {
         work: Duration,
     ) -> anyhow::Result<Station> {
         let since = Timestamp::from(Timestamp::now().as_secs().saturating_sub(5));
-        let config = ClientConfig::new([relay.to_string()], state.join("client"))
-            .subscribe(controller.requests_filters(since));
+        let config =
+            ClientConfig::new([relay.to_string()], state.join("client")).subscribe(controller.requests_filters(since));
         let client = Client::start(config)?;
         client.wait_subscribed(ANSWER_TIMEOUT).await.map_err(|e| {
             anyhow::anyhow!("cannot subscribe on {relay} ({e}); is the relay running? see the tutorial")
@@ -205,7 +205,11 @@ impl Station {
             }
             Ok(Step::Publish(status)) => {
                 if let Message::Request { reason, .. } = &request.message {
-                    println!("{label}: {name}: {reason:?} request {} from {}, Available", short(&request.id), short_key(&request.author));
+                    println!(
+                        "{label}: {name}: {reason:?} request {} from {}, Available",
+                        short(&request.id),
+                        short_key(&request.author)
+                    );
                 }
                 self.finishing.remove(&request.machine);
                 self.client.publish_and_wait(&status, ANSWER_TIMEOUT).await?;

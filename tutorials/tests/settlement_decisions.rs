@@ -71,13 +71,21 @@ async fn lock_then_settle_and_pay_when_the_chain_accepts() {
     let chain = AcceptingChain {
         bot,
         payer,
-        namespaces: HashMap::from([(0, namespace(0, "DeCharge", bot, treasury)), (1, namespace(1, "Gacha", bot, treasury))]),
+        namespaces: HashMap::from([
+            (0, namespace(0, "DeCharge", bot, treasury)),
+            (1, namespace(1, "Gacha", bot, treasury)),
+        ]),
         locks: Mutex::default(),
         submitted: Mutex::default(),
     };
     let controller = Keys::generate();
-    let service =
-        Settlement { chain, keys: Keys::generate(), session: SESSION.into(), amount: 700_000, controllers: vec![controller.public_key()] };
+    let service = Settlement {
+        chain,
+        keys: Keys::generate(),
+        session: SESSION.into(),
+        amount: 700_000,
+        controllers: vec![controller.public_key()],
+    };
     let wallet = SigningKey::from_bytes(&[5; 32]);
     let user = Pubkey::new_from_array(wallet.verifying_key().to_bytes());
     let machine = Keys::generate();
@@ -85,38 +93,56 @@ async fn lock_then_settle_and_pay_when_the_chain_accepts() {
 
     // DeCharge: Working -> lock at the payload's nonce.
     let payload = authorization::signed_payload(&wallet, "DeCharge", 0, 9, 4_000_000_000, [1; 64]);
-    let request =
-        event::request(&Keys::generate(), SESSION, &machine.public_key(), Status::Working, Reason::UserRequest, None, &payload.to_json());
+    let request = event::request(
+        &Keys::generate(),
+        SESSION,
+        &machine.public_key(),
+        Status::Working,
+        Reason::UserRequest,
+        None,
+        &payload.to_json(),
+    );
     let working = status(&controller, &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
     let outcome = service.on_event(&working).await;
     assert!(matches!(&outcome, Outcome::Locked { nonce: 9, amount: 700_000, .. }), "{outcome:?}");
     let recover_info = Ed25519RecoverInfo::try_from(&payload.recover_info().unwrap()).unwrap();
-    let lock = Lock { namespace_id: 0, user, user_nonce: 9, bot, payer, recover_info, amount: 700_000 }.instruction(&program);
+    let lock =
+        Lock { namespace_id: 0, user, user_nonce: 9, bot, payer, recover_info, amount: 700_000 }.instruction(&program);
     assert_eq!(service.chain.submitted.lock().unwrap().last(), Some(&lock));
 
     // Finished -> settle the lock at that nonce, to the namespace's treasury.
     let done = status(&controller, &machine, Status::Available, Reason::UserBehaviour, &request, &payload.to_json());
     let outcome = service.on_event(&done).await;
     assert!(matches!(&outcome, Outcome::Settled { nonce: 9, amount: 700_000, .. }), "{outcome:?}");
-    let settle = Settle { namespace_id: 0, user, nonce: 9, treasury, bot, payer, amount_to_transfer: 700_000 }.instruction(&program);
+    let settle = Settle { namespace_id: 0, user, nonce: 9, treasury, bot, payer, amount_to_transfer: 700_000 }
+        .instruction(&program);
     assert_eq!(service.chain.submitted.lock().unwrap().last(), Some(&settle));
 
     // Gacha: Working -> pay at once; its end settles nothing.
     let payload = authorization::signed_payload(&wallet, "Gacha", 1, 10, 4_000_000_000, [2; 64]);
-    let request =
-        event::request(&Keys::generate(), SESSION, &machine.public_key(), Status::Working, Reason::UserRequest, None, &payload.to_json());
+    let request = event::request(
+        &Keys::generate(),
+        SESSION,
+        &machine.public_key(),
+        Status::Working,
+        Reason::UserRequest,
+        None,
+        &payload.to_json(),
+    );
     let working = status(&controller, &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
     let outcome = service.on_event(&working).await;
     assert!(matches!(&outcome, Outcome::Paid { nonce: 10, amount: 700_000, .. }), "{outcome:?}");
     let recover_info = Ed25519RecoverInfo::try_from(&payload.recover_info().unwrap()).unwrap();
-    let pay = Pay { namespace_id: 1, user, treasury, bot, payer, recover_info, amount_to_transfer: 700_000 }.instruction(&program);
+    let pay = Pay { namespace_id: 1, user, treasury, bot, payer, recover_info, amount_to_transfer: 700_000 }
+        .instruction(&program);
     assert_eq!(service.chain.submitted.lock().unwrap().last(), Some(&pay));
     let done = status(&controller, &machine, Status::Available, Reason::UserBehaviour, &request, &payload.to_json());
     assert!(matches!(service.on_event(&done).await, Outcome::Ignored(_)));
     assert_eq!(service.chain.submitted.lock().unwrap().len(), 3);
 
     // A Status from a key that is not a configured controller is not acted on.
-    let stranger = status(&Keys::generate(), &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
+    let stranger =
+        status(&Keys::generate(), &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
     assert!(matches!(service.on_event(&stranger).await, Outcome::Ignored(_)));
     assert_eq!(service.chain.submitted.lock().unwrap().len(), 3);
 }

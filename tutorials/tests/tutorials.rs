@@ -83,11 +83,13 @@ fn decharge() {
         &stdout,
     );
     // The nonce signed is the one seeded on chain, and the machine found it equal.
-    let seeded = stdout.lines().find_map(|l| l.strip_prefix("user: on-chain nonce ")).unwrap().split(',').next().unwrap();
+    let seeded =
+        stdout.lines().find_map(|l| l.strip_prefix("user: on-chain nonce ")).unwrap().split(',').next().unwrap();
     assert!(stdout.contains(&format!(", nonce {seeded} = on-chain nonce,")), "{stdout}");
     assert!(stdout.contains("user: machine is Working (Status payload = my Request's payload)"), "{stdout}");
     assert!(
-        stdout.contains("user: machine is Available again, reason UserBehaviour (Status payload = my Request's payload)"),
+        stdout
+            .contains("user: machine is Available again, reason UserBehaviour (Status payload = my Request's payload)"),
         "{stdout}"
     );
     assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
@@ -109,14 +111,7 @@ fn gacha() {
     );
     assert!(ok, "gacha failed:\n{stdout}\n{stderr}");
     assert_matches_walkthrough(&stdout, "gacha.md", 0);
-    in_order(
-        &stdout,
-        &[
-            "namespace 1 \"Gacha\", 5000000 of 50000000 lamports available)",
-            "was already used",
-        ],
-        &stdout,
-    );
+    in_order(&stdout, &["namespace 1 \"Gacha\", 5000000 of 50000000 lamports available)", "was already used"], &stdout);
     assert!(stdout.contains("user: refused as expected"), "{stdout}");
     // DePHY's Gacha namespace: id 1, name "Gacha" (case-sensitive) in the signed text.
     let checked = verify_namespaces(&relay, "dephy-gacha-controller");
@@ -159,11 +154,8 @@ fn settlement_reports_the_refused_lock() {
     let dir = tempfile::tempdir().unwrap();
     let surfpool = Surfpool::start(dir.path());
     let relay = relay_url();
-    let mut service = Service::start(
-        env!("CARGO_BIN_EXE_settlement"),
-        &["--relay", &relay, "--rpc", &surfpool.rpc_url],
-        dir.path(),
-    );
+    let mut service =
+        Service::start(env!("CARGO_BIN_EXE_settlement"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
     service.wait_for("settlement: watching Status events of session dephy-decharge-controller");
     let key_file = dir.path().join("target/tutorials/settlement/settlement.key.pub");
     let settlement_key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
@@ -178,7 +170,10 @@ fn settlement_reports_the_refused_lock() {
     assert_matches_walkthrough(&stdout, "settlement.md", 1);
     // The node's own words for the missing program, reported as it gave them.
     let refused = service.seen.iter().find(|l| l.contains(": lock: ")).unwrap();
-    assert!(refused.contains("8Pna6CZRquk83XT6ecisT9TYVfN3hY299GH2yEJk73dL") || refused.contains("rogram"), "{refused}");
+    assert!(
+        refused.contains("8Pna6CZRquk83XT6ecisT9TYVfN3hY299GH2yEJk73dL") || refused.contains("rogram"),
+        "{refused}"
+    );
     assert!(stdout.contains("user: machine is Available again, reason LockFailed"), "{stdout}");
     assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
 }

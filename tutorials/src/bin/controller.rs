@@ -67,8 +67,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         format!("cannot reach the Solana RPC at {} (is surfpool running? see the tutorial)", args.rpc)
     })?;
     let program = accounts::program_id();
-    let ns = chain::ensure_namespace(&chain_rpc, &program, chain::DECHARGE, &Keypair::new_from_array(rand::random()).pubkey())
-        .await?;
+    let ns = chain::ensure_namespace(
+        &chain_rpc,
+        &program,
+        chain::DECHARGE,
+        &Keypair::new_from_array(rand::random()).pubkey(),
+    )
+    .await?;
     println!("chain: namespace {} \"{}\" of program {program}, bot {}", ns.id, ns.name, ns.bot);
 
     let key_file = state.join("controller.key");
@@ -78,7 +83,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if args.machine.is_empty() {
             bail!("--serve needs at least one --machine KEY");
         }
-        args.machine.iter().enumerate().map(|(i, m)| Ok((format!("machine-{}", i + 1), parse_key(m)?))).collect::<anyhow::Result<_>>()?
+        args.machine
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Ok((format!("machine-{}", i + 1), parse_key(m)?)))
+            .collect::<anyhow::Result<_>>()?
     } else {
         (1..=3).map(|i| (format!("station-{i}"), Keys::generate().public_key())).collect()
     };
@@ -86,11 +95,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("controller: {name} is {}", key.to_bech32()?);
     }
     let names: HashMap<PublicKey, String> = machines.iter().map(|(n, k)| (*k, n.clone())).collect();
-    let first: Vec<PublicKey> = machines.iter().take(if args.serve { machines.len() } else { 2 }).map(|(_, k)| *k).collect();
+    let first: Vec<PublicKey> =
+        machines.iter().take(if args.serve { machines.len() } else { 2 }).map(|(_, k)| *k).collect();
     let settlement = args.settlement.as_deref().map(parse_key).transpose()?;
-    let controller =
-        Controller::for_machines(keys.clone(), SESSION, first, vec![], Actuator { label: "controller", names: names.clone() })
-            .with_settlement(settlement);
+    let controller = Controller::for_machines(
+        keys.clone(),
+        SESSION,
+        first,
+        vec![],
+        Actuator { label: "controller", names: names.clone() },
+    )
+    .with_settlement(settlement);
     let requirement = Requirement { program, namespace_id: Some(chain::DECHARGE.0), amount: args.price };
     let work = Duration::from_millis(args.work_ms);
     let station = Station::start(controller, keys.clone(), &args.relay, &state, rpc(), requirement, work).await?;
@@ -120,9 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let relay = args.relay.clone();
         let state = state.clone();
         let rpc = rpc();
-        async move {
-            Dapp::start(label, &relay, &state, &rpc, &program, SESSION, machine, controller_key, vault).await
-        }
+        async move { Dapp::start(label, &relay, &state, &rpc, &program, SESSION, machine, controller_key, vault).await }
     };
     let charge = |mut dapp: Dapp| {
         let rpc = rpc();
@@ -155,7 +168,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let user3 = user("user-3", s3).await?;
     charge(user3).await?;
     match user1.next_status(&orphan.id, Duration::ZERO).await? {
-        None => println!("user-1: no answer from station-1 for {} (the controller no longer drives it)", short(&orphan.id)),
+        None => {
+            println!("user-1: no answer from station-1 for {} (the controller no longer drives it)", short(&orphan.id))
+        }
         Some(answer) => bail!("the removed station-1 answered: {answer:?}"),
     }
     println!("controller tutorial: done");

@@ -14,8 +14,12 @@ use dephy_tutorials::paid::{Machine, PaidArgs, run_paid};
 #[tokio::main]
 async fn main() {
     let args = PaidArgs::parse();
-    let station =
-        Machine { name: "decharge", session: "dephy-decharge-controller", namespace: chain::DECHARGE, work: Duration::from_secs(2) };
+    let station = Machine {
+        name: "decharge",
+        session: "dephy-decharge-controller",
+        namespace: chain::DECHARGE,
+        work: Duration::from_secs(2),
+    };
     if let Err(e) = run_paid(station, args, false).await {
         eprintln!("decharge: error: {e:#}");
         std::process::exit(1);

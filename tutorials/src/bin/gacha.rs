@@ -12,8 +12,12 @@ use dephy_tutorials::paid::{Machine, PaidArgs, run_paid};
 #[tokio::main]
 async fn main() {
     let args = PaidArgs::parse();
-    let gacha =
-        Machine { name: "gacha", session: "dephy-gacha-controller", namespace: chain::GACHA, work: Duration::from_millis(300) };
+    let gacha = Machine {
+        name: "gacha",
+        session: "dephy-gacha-controller",
+        namespace: chain::GACHA,
+        work: Duration::from_millis(300),
+    };
     if let Err(e) = run_paid(gacha, args, true).await {
         eprintln!("gacha: error: {e:#}");
         std::process::exit(1);

@@ -11,8 +11,8 @@ use clap::Parser;
 use dephy_device_sdk::nostr::{Kind, PublicKey, Timestamp, ToBech32 as _};
 use dephy_device_sdk::payment::accounts;
 use dephy_device_sdk::{Client, ClientConfig, event, keys};
-use dephy_tutorials::{chain, short};
 use dephy_tutorials::settlement::{Outcome, RpcChain, Settlement};
+use dephy_tutorials::{chain, short};
 use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
@@ -78,7 +78,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let filter = dephy_device_sdk::nostr::Filter::new()
         .kind(Kind::from(event::DEPHY_KIND))
-        .custom_tag(dephy_device_sdk::nostr::SingleLetterTag::lowercase(dephy_device_sdk::nostr::Alphabet::S), args.session.clone())
+        .custom_tag(
+            dephy_device_sdk::nostr::SingleLetterTag::lowercase(dephy_device_sdk::nostr::Alphabet::S),
+            args.session.clone(),
+        )
         .since(Timestamp::now());
     let mut client = Client::start(ClientConfig::new([args.relay.clone()], state.join("client")).subscribe([filter]))?;
     client.wait_subscribed(TIMEOUT).await.map_err(|e| {
@@ -103,19 +106,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         // Name the session by its Request (the Status's initial_request).
         let id = match event::parse(&received.event).map(|p| p.message) {
-            Ok(dephy_device_sdk::message::Message::Status { initial_request, .. }) => format!("request {}", short(&initial_request)),
+            Ok(dephy_device_sdk::message::Message::Status { initial_request, .. }) => {
+                format!("request {}", short(&initial_request))
+            }
             _ => continue,
         };
         match service.on_event(&received.event).await {
             Outcome::Ignored(_) => {}
             Outcome::Locked { signature, user, nonce, amount } => {
-                println!("settlement: {id}: locked {amount} lamports of user {user} at nonce {nonce} (transaction {signature})")
+                println!(
+                    "settlement: {id}: locked {amount} lamports of user {user} at nonce {nonce} (transaction {signature})"
+                )
             }
             Outcome::Paid { signature, user, nonce, amount } => {
-                println!("settlement: {id}: paid {amount} lamports from user {user} at nonce {nonce} (transaction {signature})")
+                println!(
+                    "settlement: {id}: paid {amount} lamports from user {user} at nonce {nonce} (transaction {signature})"
+                )
             }
             Outcome::Settled { signature, user, nonce, amount } => {
-                println!("settlement: {id}: settled {amount} lamports of user {user} at nonce {nonce} (transaction {signature})")
+                println!(
+                    "settlement: {id}: settled {amount} lamports of user {user} at nonce {nonce} (transaction {signature})"
+                )
             }
             Outcome::SettleFailed { error } => println!("settlement: {id}: settle refused: {error}"),
             Outcome::LockFailed { error, request } => {

@@ -148,7 +148,8 @@ pub struct Surfpool {
 
 pub fn node_path() -> String {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var("NODE_PATH").unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned())
+    std::env::var("NODE_PATH")
+        .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned())
 }
 
 impl Surfpool {
@@ -228,7 +229,8 @@ pub fn in_order(text: &str, expected: &[&str], stdout: &str) {
 pub fn walkthrough(md: &str, nth: usize) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(md);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let section = text.split("## What you see").nth(nth + 1).unwrap_or_else(|| panic!("{md}: no \"## What you see\" #{nth}"));
+    let section =
+        text.split("## What you see").nth(nth + 1).unwrap_or_else(|| panic!("{md}: no \"## What you see\" #{nth}"));
     let block = section.split("```text\n").nth(1).unwrap_or_else(|| panic!("{md}: no ```text block"));
     block.split("\n```").next().unwrap().lines().map(str::to_string).collect()
 }

@@ -195,7 +195,10 @@ let controllerStatusSent = false;
 const sub = relay.subscribe([{ kinds: [1573], '#s': [cfg.session], '#p': [cfg.machine], since: now() - 5 }], {
   onevent(ev) {
     try {
-      const kind = Object.keys(JSON.parse(ev.content))[0];
+      // Only the events of this session (its Request's id as initial_request) are checked.
+      const content = JSON.parse(ev.content);
+      const kind = Object.keys(content)[0];
+      if (content[kind]?.initial_request !== request.id) return;
       if (cfg.mode === 'dapp' && kind === 'Status') {
         const st = parseStatus(ev);
         if (st.initial_request !== request.id) return;
