@@ -235,16 +235,25 @@ pub fn walkthrough(md: &str, nth: usize) -> Vec<String> {
     block.split("\n```").next().unwrap().lines().map(str::to_string).collect()
 }
 
-/// A line with everything that differs between runs (any word holding a digit: keys, ids,
-/// nonces, amounts, ports, signatures) replaced by `#`.
+/// A line with everything that differs between runs (words holding a digit, hex words, long
+/// words: keys, ids, nonces, amounts, ports, signatures) replaced by its kind: `<npub>` for a bech32 public key,
+/// `<hex>` for hex digits (ids, Nostr keys, numbers), `<b58>` for the rest (Solana keys,
+/// signatures). A key printed in another form than the walkthrough's does not match.
 pub fn shape(line: &str) -> String {
     let mut out = String::new();
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word.chars().any(|c| c.is_ascii_digit()) {
-            out.push('#');
-        } else {
+        let hex = word.len() >= 4 && word.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+        // Digit-free keys and ids exist (a short hex part such as `beef`, a rare base58 key):
+        // long words and hex-only words count as variable too (on both sides alike).
+        if !(hex || word.len() >= 32 || word.chars().any(|c| c.is_ascii_digit())) {
             out.push_str(word);
+        } else if word.starts_with("npub1") {
+            out.push_str("<npub>");
+        } else if word.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+            out.push_str("<hex>");
+        } else {
+            out.push_str("<b58>");
         }
         word.clear();
     };
@@ -292,7 +301,7 @@ pub fn assert_matches_walkthrough(stdout: &str, md: &str, nth: usize) {
         let got: Vec<String> = stdout.lines().filter(|l| role(l) == r).map(shape).collect();
         assert_eq!(
             got, want,
-            "the {r:?} lines differ from {md}'s \"What you see\" (shapes: digits-words as #)\noutput:\n{stdout}"
+            "the {r:?} lines differ from {md}'s \"What you see\" (words with digits as their kind)\noutput:\n{stdout}"
         );
     }
 }
