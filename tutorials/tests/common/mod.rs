@@ -20,10 +20,12 @@ pub fn relay_url() -> String {
     let port = *PORT.get_or_init(|| {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap().keep();
-        let mut cfg = dephy_relay::config::Config::default();
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port));
-        cfg.db = format!("sqlite://{}", dir.join("relay.db").display());
-        cfg.key_file = dir.join("relay.key");
+        let cfg = dephy_relay::config::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            db: format!("sqlite://{}", dir.join("relay.db").display()),
+            key_file: dir.join("relay.key"),
+            ..Default::default()
+        };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             if let Err(e) = rt.block_on(dephy_relay::server::serve(cfg)) {
