@@ -186,6 +186,8 @@ fn settlement_reports_the_refused_lock() {
         "{refused}"
     );
     assert!(stdout.contains("user: machine is Available again, reason LockFailed"), "{stdout}");
+    // Both terminals of one run (shown with --nocapture; the walkthrough's samples come from such a run).
+    println!("terminal 3:\n{}\nterminal 4:\n{stdout}", service.output());
     assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
 }
 
