@@ -301,9 +301,9 @@ impl<H: Hooks> Controller<H> {
             return Err(ControllerError::AdminOnly(*reason));
         }
         match (to_status, state.status) {
-            (Status::Working, Status::Working) => Err(ControllerError::Busy(
-                state.session.as_ref().map_or(EventId::all_zeros(), |s| s.request),
-            )),
+            (Status::Working, Status::Working) => {
+                Err(ControllerError::Busy(state.session.as_ref().map_or(EventId::all_zeros(), |s| s.request)))
+            }
             (Status::Working, Status::Available) => Ok(Step::Check(Pending { request: request.clone() })),
             (Status::Available, Status::Available) => Err(ControllerError::AlreadyAvailable),
             (Status::Available, Status::Working) => {
@@ -324,7 +324,9 @@ impl<H: Hooks> Controller<H> {
     /// or why not (refused, or the machine is no longer Available / driven).
     pub fn decide(&mut self, pending: Pending, decision: Decision) -> Result<Event, ControllerError> {
         let request = pending.request;
-        let Message::Request { reason, payload, .. } = &request.message else { unreachable!("a Pending holds a Request") };
+        let Message::Request { reason, payload, .. } = &request.message else {
+            unreachable!("a Pending holds a Request")
+        };
         if let Decision::Refuse(why) = decision {
             return Err(ControllerError::NotEligible(why));
         }

@@ -76,7 +76,8 @@ async fn controller_status_recovered_after_restart() {
     let (r1, r2) = {
         let dir = tempfile::tempdir().unwrap();
         let mut controller = Controller::for_machines(controller_keys.clone(), &session, [m1, m2], vec![], Accept);
-        let mut client = subscriber(&relay_url(), dir.path(), controller.requests_filters(Timestamp::from(now - 5))).await;
+        let mut client =
+            subscriber(&relay_url(), dir.path(), controller.requests_filters(Timestamp::from(now - 5))).await;
         let r1 = start(&user, &session, &m1, "pay-m1");
         let r2 = start(&user, &session, &m2, "pay-m2");
         publisher.publish_and_wait(&r1, TIMEOUT).await.unwrap();
@@ -96,7 +97,10 @@ async fn controller_status_recovered_after_restart() {
     let mut controller = Controller::for_machines(controller_keys.clone(), &session, [m1, m2], vec![], Accept);
     let filters = controller.recovery_filters();
     let value = serde_json::to_value(&filters[0]).unwrap();
-    assert_eq!((value["limit"].as_u64(), &value["authors"]), (Some(1), &serde_json::json!([controller_keys.public_key().to_hex()])));
+    assert_eq!(
+        (value["limit"].as_u64(), &value["authors"]),
+        (Some(1), &serde_json::json!([controller_keys.public_key().to_hex()]))
+    );
     let last = publisher.query(filters, TIMEOUT).await.unwrap();
     assert_eq!(last.len(), 2, "one newest Status per machine: {last:?}");
     let mut found = controller.recover(&last);
@@ -166,7 +170,9 @@ async fn machines_added_and_removed_at_runtime() {
     let got = next_request(&mut client).await;
     assert_eq!(got.id, stop_m2.id, "the removed machine's request was delivered");
     let stopped = event::parse(&controller.handle(&got).await.unwrap()).unwrap();
-    assert!(matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "m2-a"));
+    assert!(
+        matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "m2-a")
+    );
 
     // The new filter set is kept across a reconnect: while the connection is down, a request
     // to m1 then one to m2 are published; after reconnecting only m2's arrives.

@@ -125,9 +125,8 @@ async fn dapp_authorizations_checked_on_chain() {
     let users = [&alice, &alice, &alice, &alice, &bob, &alice, &carol, &alice, &alice];
     let signed = dapp(&surfpool.rpc_url, &program, &users, cases);
     assert_eq!((signed[0].0, signed[4].0), (41, 7), "the dApp read the seeded on-chain nonces");
-    let check = async |i: usize, requirement: &Requirement| {
-        eligibility::check(&rpc, requirement, &signed[i].1, now()).await
-    };
+    let check =
+        async |i: usize, requirement: &Requirement| eligibility::check(&rpc, requirement, &signed[i].1, now()).await;
 
     let ok = check(0, &requirement).await.expect("DePHY's dApp authorization is eligible");
     assert_eq!(
