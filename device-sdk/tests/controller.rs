@@ -1,6 +1,7 @@
 //! Controller mode against the real relay (in-process, over WebSocket): one controller key
 //! driving two machines, its Status events (signed by the controller, `p` = machine) recovered
-//! after a restart with DePHY's recovery query; and machines added and removed at runtime with
+//! after a restart with DePHY's recovery query (and the sessions' users from their Requests);
+//! and machines added and removed at runtime with
 //! the client's filters replaced on the live connection (and kept across a reconnect).
 
 mod common;
@@ -111,6 +112,16 @@ async fn controller_status_recovered_after_restart() {
     assert_eq!((controller.status(&m1), controller.current_request(&m1)), (Some(Status::Working), Some(r1)));
     assert_eq!((controller.status(&m2), controller.current_request(&m2)), (Some(Status::Working), Some(r2)));
     assert_eq!(controller.state(&m2).unwrap().session.as_ref().unwrap().payload, "pay-m2");
+    // The sessions' users, from the Requests that started them.
+    let requests = publisher.query(vec![controller.session_requests_filter().unwrap()], TIMEOUT).await.unwrap();
+    assert_eq!(controller.recover_users(&requests), 2);
+    assert_eq!(controller.state(&m1).unwrap().session.as_ref().unwrap().user, Some(user.public_key()));
+    assert!(controller.session_requests_filter().is_none());
+    let user_stop = event::request(&user, &session, &m1, Status::Available, Reason::UserRequest, Some(r1), "");
+    let stopped = event::parse(&controller.handle(&event::parse(&user_stop).unwrap()).await.unwrap()).unwrap();
+    assert!(
+        matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "pay-m1")
+    );
 
     // The sessions go on: the final Status carries each session's Request payload.
     let done = event::parse(&controller.finish(&m2).unwrap()).unwrap();
@@ -124,7 +135,7 @@ async fn controller_status_recovered_after_restart() {
             payload: "pay-m2".into()
         }
     );
-    assert_eq!(controller.status(&m1), Some(Status::Working));
+    assert_eq!(controller.status(&m1), Some(Status::Available));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

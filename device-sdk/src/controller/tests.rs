@@ -293,3 +293,28 @@ async fn two_phase_checks_run_concurrently() {
     assert_eq!(results[2], Err(ControllerError::Busy(r1.id)));
     assert_eq!((c.status(&m1), c.status(&m2)), (Some(Status::Working), Some(Status::Available)));
 }
+
+#[tokio::test]
+async fn session_users_restored_from_their_requests() {
+    let controller = Keys::generate();
+    let (m1, m2) = (Keys::generate().public_key(), Keys::generate().public_key());
+    let (user, other) = (Keys::generate(), Keys::generate());
+    let mut before = Controller::for_machines(controller.clone(), S, [m1, m2], vec![], Device::default());
+    let request = request(&user, S, &m1, Status::Working, Reason::UserRequest, None, "pay");
+    let working = before.handle(&parse(&request).unwrap()).await.unwrap();
+
+    let mut after = Controller::for_machines(controller, S, [m1, m2], vec![], Device::default());
+    assert!(after.session_requests_filter().is_none());
+    assert_eq!(after.recover(&[working]), vec![m1]);
+    let filter = serde_json::to_value(after.session_requests_filter().unwrap()).unwrap();
+    assert_eq!(filter["ids"], serde_json::json!([request.id.to_hex()]));
+    // Other requests (another user's, another machine's) restore nothing.
+    let unrelated = [
+        event::request(&other, S, &m1, Status::Working, Reason::UserRequest, None, "pay"),
+        event::request(&user, S, &m2, Status::Working, Reason::UserRequest, None, "pay"),
+    ];
+    assert_eq!(after.recover_users(&unrelated), 0);
+    assert_eq!(after.recover_users(&[request.clone()]), 1);
+    assert_eq!(after.state(&m1).unwrap().session.as_ref().unwrap().user, Some(user.public_key()));
+    assert_eq!(after.recover_users(&[request]), 0, "already known");
+}
