@@ -8,6 +8,7 @@ mod common;
 
 use common::nostr::{Event, EventId, Keys, PublicKey, Timestamp};
 use common::*;
+use dephy_device_sdk::client::cursor::Cursor;
 use dephy_device_sdk::event::{self, ParsedEvent};
 use dephy_device_sdk::message::{Message, Reason, Status};
 use dephy_device_sdk::{Client, ClientConfig, Controller, Decision, Hooks, Received};
@@ -140,6 +141,16 @@ async fn controller_status_recovered_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_added_and_removed_at_runtime() {
+    runtime_filters(false).await;
+}
+
+/// The same on a relay used without the arrival-sequence cursor (`since` with overlap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_added_and_removed_at_runtime_without_the_cursor() {
+    runtime_filters(true).await;
+}
+
+async fn runtime_filters(since_mode: bool) {
     let session = unique_session("runtime");
     let controller_keys = Keys::generate();
     let (m1, m2) = (Keys::generate().public_key(), Keys::generate().public_key());
@@ -148,6 +159,9 @@ async fn machines_added_and_removed_at_runtime() {
     let proxy = Proxy::new().await;
     let since = Timestamp::from(Timestamp::now().as_secs() - 5);
     let dir = tempfile::tempdir().unwrap();
+    if since_mode {
+        Cursor::open(dir.path()).unwrap().set_no_cursor(&proxy.url()).unwrap();
+    }
     let mut controller = Controller::for_machines(controller_keys, &session, [m1], vec![], Accept);
     let mut client = subscriber(&proxy.url(), dir.path(), controller.requests_filters(since)).await;
 
@@ -156,13 +170,20 @@ async fn machines_added_and_removed_at_runtime() {
     let first_m1 = start(&user, &session, &m1, "m1-a");
     publisher.publish_and_wait(&early_m2, TIMEOUT).await.unwrap();
     publisher.publish_and_wait(&first_m1, TIMEOUT).await.unwrap();
-    assert_eq!(next_request(&mut client).await.id, first_m1.id);
+    let got = client.recv_timeout(TIMEOUT).await.expect("m1's request");
+    assert_eq!(got.event.id, first_m1.id);
+    assert_eq!(got.seq.is_some(), !since_mode);
 
-    // Add m2 at runtime: its requests arrive on the same client, without a restart. (The
-    // added filter resumes from the client's position: the earlier request is not replayed.)
+    // Add m2 at runtime: its requests arrive on the same client, without a restart. The
+    // added filter resumes from the client's position: with the cursor, after the last event
+    // received, so the earlier request is not replayed; with `since`, from the newest
+    // created_at received minus the overlap, so it is (its filter's own `since` bounds that).
     assert!(controller.add_machine(m2));
     client.set_filters(controller.requests_filters(since), TIMEOUT).await.unwrap();
     assert_eq!(client.filters().len(), 1);
+    if since_mode {
+        assert_eq!(next_request(&mut client).await.id, early_m2.id);
+    }
     let r2 = start(&user, &session, &m2, "m2-a");
     publisher.publish_and_wait(&r2, TIMEOUT).await.unwrap();
     let got = next_request(&mut client).await;
