@@ -34,7 +34,10 @@
 //! [`ControllerError::Busy`].
 //!
 //! [`Controller::recover`] restores every machine's state (status, current request, session
-//! payload) from its newest Status signed by the controller ([`Controller::recovery_filters`]).
+//! payload) from its newest Status signed by the controller ([`Controller::recovery_filters`]);
+//! [`Controller::recover_users`] then restores the sessions' users from the Requests that
+//! started them ([`Controller::session_requests_filter`]). Status events of the same second
+//! are ordered by id, as the relay's `limit` cannot tell them apart either.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -95,8 +98,9 @@ pub enum ControllerError {
 pub struct Session {
     /// The Request that started it.
     pub request: EventId,
-    /// Its author; `None` after a recovery (the Status does not name the user): then only an
-    /// admin, the settlement key or the device ([`Controller::finish`]) may stop the session.
+    /// Its author; `None` after a recovery (the Status does not name the user) until
+    /// [`Controller::recover_users`] finds the Request: meanwhile only an admin, the settlement
+    /// key or the device ([`Controller::finish`]) may stop the session.
     pub user: Option<PublicKey>,
     /// The Request's payload, copied into every Status of the session.
     pub payload: String,
@@ -279,6 +283,41 @@ impl<H: Hooks> Controller<H> {
         newest.into_keys().collect()
     }
 
+    /// After [`Controller::recover`]: the filter of the Requests that started the recovered
+    /// Working sessions whose user is unknown (by id), `None` if there are none. Query it and
+    /// pass the events to [`Controller::recover_users`], so that users can stop their own
+    /// recovered sessions again.
+    pub fn session_requests_filter(&self) -> Option<Filter> {
+        let ids: Vec<EventId> = self
+            .machines
+            .values()
+            .filter_map(|s| s.session.as_ref())
+            .filter(|s| s.user.is_none())
+            .map(|s| s.request)
+            .collect();
+        (!ids.is_empty()).then(|| filters::session(&self.session).ids(ids))
+    }
+
+    /// Restores the users of recovered sessions from the Requests that started them: a
+    /// Request (valid signature) whose id is a session's `request` and that addresses that
+    /// session's machine. Returns how many sessions got their user back.
+    pub fn recover_users(&mut self, requests: &[Event]) -> usize {
+        let mut restored = 0;
+        for parsed in requests.iter().filter_map(|e| event::parse_in_session(e, &self.session).ok()) {
+            if !matches!(parsed.message, Message::Request { to_status: Status::Working, .. }) {
+                continue;
+            }
+            let Some(session) = self.machines.get_mut(&parsed.machine).and_then(|s| s.session.as_mut()) else {
+                continue;
+            };
+            if session.request == parsed.id && session.user.is_none() {
+                session.user = Some(parsed.author);
+                restored += 1;
+            }
+        }
+        restored
+    }
+
     /// Checks a Request synchronously: a stop is applied at once ([`Step::Publish`]); a start
     /// returns [`Step::Check`] for the eligibility check and [`Controller::decide`].
     pub fn check(&mut self, request: &ParsedEvent) -> Result<Step, ControllerError> {
@@ -301,9 +340,9 @@ impl<H: Hooks> Controller<H> {
             return Err(ControllerError::AdminOnly(*reason));
         }
         match (to_status, state.status) {
-            (Status::Working, Status::Working) => Err(ControllerError::Busy(
-                state.session.as_ref().map_or(EventId::all_zeros(), |s| s.request),
-            )),
+            (Status::Working, Status::Working) => {
+                Err(ControllerError::Busy(state.session.as_ref().map_or(EventId::all_zeros(), |s| s.request)))
+            }
             (Status::Working, Status::Available) => Ok(Step::Check(Pending { request: request.clone() })),
             (Status::Available, Status::Available) => Err(ControllerError::AlreadyAvailable),
             (Status::Available, Status::Working) => {
@@ -324,7 +363,9 @@ impl<H: Hooks> Controller<H> {
     /// or why not (refused, or the machine is no longer Available / driven).
     pub fn decide(&mut self, pending: Pending, decision: Decision) -> Result<Event, ControllerError> {
         let request = pending.request;
-        let Message::Request { reason, payload, .. } = &request.message else { unreachable!("a Pending holds a Request") };
+        let Message::Request { reason, payload, .. } = &request.message else {
+            unreachable!("a Pending holds a Request")
+        };
         if let Decision::Refuse(why) = decision {
             return Err(ControllerError::NotEligible(why));
         }

@@ -1,12 +1,14 @@
 //! Controller mode against the real relay (in-process, over WebSocket): one controller key
 //! driving two machines, its Status events (signed by the controller, `p` = machine) recovered
-//! after a restart with DePHY's recovery query; and machines added and removed at runtime with
+//! after a restart with DePHY's recovery query (and the sessions' users from their Requests);
+//! and machines added and removed at runtime with
 //! the client's filters replaced on the live connection (and kept across a reconnect).
 
 mod common;
 
 use common::nostr::{Event, EventId, Keys, PublicKey, Timestamp};
 use common::*;
+use dephy_device_sdk::client::cursor::Cursor;
 use dephy_device_sdk::event::{self, ParsedEvent};
 use dephy_device_sdk::message::{Message, Reason, Status};
 use dephy_device_sdk::{Client, ClientConfig, Controller, Decision, Hooks, Received};
@@ -76,7 +78,8 @@ async fn controller_status_recovered_after_restart() {
     let (r1, r2) = {
         let dir = tempfile::tempdir().unwrap();
         let mut controller = Controller::for_machines(controller_keys.clone(), &session, [m1, m2], vec![], Accept);
-        let mut client = subscriber(&relay_url(), dir.path(), controller.requests_filters(Timestamp::from(now - 5))).await;
+        let mut client =
+            subscriber(&relay_url(), dir.path(), controller.requests_filters(Timestamp::from(now - 5))).await;
         let r1 = start(&user, &session, &m1, "pay-m1");
         let r2 = start(&user, &session, &m2, "pay-m2");
         publisher.publish_and_wait(&r1, TIMEOUT).await.unwrap();
@@ -96,7 +99,10 @@ async fn controller_status_recovered_after_restart() {
     let mut controller = Controller::for_machines(controller_keys.clone(), &session, [m1, m2], vec![], Accept);
     let filters = controller.recovery_filters();
     let value = serde_json::to_value(&filters[0]).unwrap();
-    assert_eq!((value["limit"].as_u64(), &value["authors"]), (Some(1), &serde_json::json!([controller_keys.public_key().to_hex()])));
+    assert_eq!(
+        (value["limit"].as_u64(), &value["authors"]),
+        (Some(1), &serde_json::json!([controller_keys.public_key().to_hex()]))
+    );
     let last = publisher.query(filters, TIMEOUT).await.unwrap();
     assert_eq!(last.len(), 2, "one newest Status per machine: {last:?}");
     let mut found = controller.recover(&last);
@@ -107,6 +113,16 @@ async fn controller_status_recovered_after_restart() {
     assert_eq!((controller.status(&m1), controller.current_request(&m1)), (Some(Status::Working), Some(r1)));
     assert_eq!((controller.status(&m2), controller.current_request(&m2)), (Some(Status::Working), Some(r2)));
     assert_eq!(controller.state(&m2).unwrap().session.as_ref().unwrap().payload, "pay-m2");
+    // The sessions' users, from the Requests that started them.
+    let requests = publisher.query(vec![controller.session_requests_filter().unwrap()], TIMEOUT).await.unwrap();
+    assert_eq!(controller.recover_users(&requests), 2);
+    assert_eq!(controller.state(&m1).unwrap().session.as_ref().unwrap().user, Some(user.public_key()));
+    assert!(controller.session_requests_filter().is_none());
+    let user_stop = event::request(&user, &session, &m1, Status::Available, Reason::UserRequest, Some(r1), "");
+    let stopped = event::parse(&controller.handle(&event::parse(&user_stop).unwrap()).await.unwrap()).unwrap();
+    assert!(
+        matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "pay-m1")
+    );
 
     // The sessions go on: the final Status carries each session's Request payload.
     let done = event::parse(&controller.finish(&m2).unwrap()).unwrap();
@@ -120,11 +136,21 @@ async fn controller_status_recovered_after_restart() {
             payload: "pay-m2".into()
         }
     );
-    assert_eq!(controller.status(&m1), Some(Status::Working));
+    assert_eq!(controller.status(&m1), Some(Status::Available));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_added_and_removed_at_runtime() {
+    runtime_filters(false).await;
+}
+
+/// The same on a relay used without the arrival-sequence cursor (`since` with overlap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_added_and_removed_at_runtime_without_the_cursor() {
+    runtime_filters(true).await;
+}
+
+async fn runtime_filters(since_mode: bool) {
     let session = unique_session("runtime");
     let controller_keys = Keys::generate();
     let (m1, m2) = (Keys::generate().public_key(), Keys::generate().public_key());
@@ -133,6 +159,9 @@ async fn machines_added_and_removed_at_runtime() {
     let proxy = Proxy::new().await;
     let since = Timestamp::from(Timestamp::now().as_secs() - 5);
     let dir = tempfile::tempdir().unwrap();
+    if since_mode {
+        Cursor::open(dir.path()).unwrap().set_no_cursor(&proxy.url()).unwrap();
+    }
     let mut controller = Controller::for_machines(controller_keys, &session, [m1], vec![], Accept);
     let mut client = subscriber(&proxy.url(), dir.path(), controller.requests_filters(since)).await;
 
@@ -141,13 +170,20 @@ async fn machines_added_and_removed_at_runtime() {
     let first_m1 = start(&user, &session, &m1, "m1-a");
     publisher.publish_and_wait(&early_m2, TIMEOUT).await.unwrap();
     publisher.publish_and_wait(&first_m1, TIMEOUT).await.unwrap();
-    assert_eq!(next_request(&mut client).await.id, first_m1.id);
+    let got = client.recv_timeout(TIMEOUT).await.expect("m1's request");
+    assert_eq!(got.event.id, first_m1.id);
+    assert_eq!(got.seq.is_some(), !since_mode);
 
-    // Add m2 at runtime: its requests arrive on the same client, without a restart. (The
-    // added filter resumes from the client's position: the earlier request is not replayed.)
+    // Add m2 at runtime: its requests arrive on the same client, without a restart. The
+    // added filter resumes from the client's position: with the cursor, after the last event
+    // received, so the earlier request is not replayed; with `since`, from the newest
+    // created_at received minus the overlap, so it is (its filter's own `since` bounds that).
     assert!(controller.add_machine(m2));
     client.set_filters(controller.requests_filters(since), TIMEOUT).await.unwrap();
     assert_eq!(client.filters().len(), 1);
+    if since_mode {
+        assert_eq!(next_request(&mut client).await.id, early_m2.id);
+    }
     let r2 = start(&user, &session, &m2, "m2-a");
     publisher.publish_and_wait(&r2, TIMEOUT).await.unwrap();
     let got = next_request(&mut client).await;
@@ -166,7 +202,9 @@ async fn machines_added_and_removed_at_runtime() {
     let got = next_request(&mut client).await;
     assert_eq!(got.id, stop_m2.id, "the removed machine's request was delivered");
     let stopped = event::parse(&controller.handle(&got).await.unwrap()).unwrap();
-    assert!(matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "m2-a"));
+    assert!(
+        matches!(stopped.message, Message::Status { status: Status::Available, ref payload, .. } if payload == "m2-a")
+    );
 
     // The new filter set is kept across a reconnect: while the connection is down, a request
     // to m1 then one to m2 are published; after reconnecting only m2's arrives.

@@ -6,20 +6,26 @@
 //! Accepted when everything holds; refused with the typed reason for a stale nonce, a wrong
 //! namespace name, an insufficient vault balance (because of the locked amount), an expired
 //! deadline, and for an unregistered user, an unknown namespace, another namespace than the
-//! machine's, and a payload that is not an authorization.
+//! machine's, and a payload that is not an authorization. The same check as a controller's
+//! async eligibility hook: the Working Status carries the dApp's payload byte for byte.
 
 #[path = "support/node.rs"]
 mod node;
 #[path = "support/surfpool.rs"]
 mod surfpool;
 
-use dephy_device_sdk::Decision;
+use dephy_device_sdk::event::{self, ParsedEvent};
+use dephy_device_sdk::message::{Message, Reason, Status};
+use dephy_device_sdk::nostr::{EventId, Keys, PublicKey};
 use dephy_device_sdk::payment::accounts;
 use dephy_device_sdk::payment::eligibility::{self, Refusal, Requirement};
+use dephy_device_sdk::{Controller, ControllerError, Decision, Hooks};
 use serde_json::{Value, json};
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use surfpool::{Surfpool, layout, set_account};
+
+const SESSION: &str = "dephy-decharge-controller";
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
@@ -125,9 +131,8 @@ async fn dapp_authorizations_checked_on_chain() {
     let users = [&alice, &alice, &alice, &alice, &bob, &alice, &carol, &alice, &alice];
     let signed = dapp(&surfpool.rpc_url, &program, &users, cases);
     assert_eq!((signed[0].0, signed[4].0), (41, 7), "the dApp read the seeded on-chain nonces");
-    let check = async |i: usize, requirement: &Requirement| {
-        eligibility::check(&rpc, requirement, &signed[i].1, now()).await
-    };
+    let check =
+        async |i: usize, requirement: &Requirement| eligibility::check(&rpc, requirement, &signed[i].1, now()).await;
 
     let ok = check(0, &requirement).await.expect("DePHY's dApp authorization is eligible");
     assert_eq!(
@@ -171,6 +176,33 @@ async fn dapp_authorizations_checked_on_chain() {
         let got = eligibility::check(&rpc, &requirement, bad, now()).await;
         assert!(matches!(got, Err(Refusal::BadPayload(_))), "{bad:?}: {got:?}");
     }
+
+    // Through the controller: the check as its async hook; the Working Status carries the
+    // dApp's payload byte for byte (DePHY's settlement server locks with it), a refusal is typed.
+    struct OnChain {
+        rpc: RpcClient,
+        requirement: Requirement,
+    }
+    impl Hooks for OnChain {
+        async fn eligible(&mut self, _: &ParsedEvent, payload: &str) -> Decision {
+            eligibility::check(&self.rpc, &self.requirement, payload, now()).await.into()
+        }
+        fn actuate(&mut self, _: &PublicKey, _: Status, _: EventId) {}
+    }
+    let machine = Keys::generate().public_key();
+    let hooks = OnChain { rpc: surfpool.client(), requirement };
+    let mut controller = Controller::for_machines(Keys::generate(), SESSION, [machine], vec![], hooks);
+    let dephy_user = Keys::generate();
+    let stale =
+        event::request(&dephy_user, SESSION, &machine, Status::Working, Reason::UserRequest, None, &signed[1].1);
+    let refused = controller.handle(&event::parse(&stale).unwrap()).await.unwrap_err();
+    assert!(matches!(&refused, ControllerError::NotEligible(why) if why.contains("on-chain nonce is 41")), "{refused}");
+    let good = event::request(&dephy_user, SESSION, &machine, Status::Working, Reason::UserRequest, None, &signed[0].1);
+    let working = event::parse(&controller.handle(&event::parse(&good).unwrap()).await.unwrap()).unwrap();
+    assert!(
+        matches!(&working.message, Message::Status { status: Status::Working, payload, .. } if *payload == signed[0].1),
+        "{working:?}"
+    );
 
     // After the program's `lock` (nonce incremented, amount locked), the same authorization is
     // stale: simulated by updating the seeded account as the program would.

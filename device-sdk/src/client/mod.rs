@@ -125,7 +125,10 @@ enum Command {
     Publish(Event),
     /// The live filter set changed ([`Shared::filters`]): subscribe again.
     Resubscribe,
-    Query { filters: Vec<Filter>, reply: mpsc::UnboundedSender<Result<Vec<Event>, ClientError>> },
+    Query {
+        filters: Vec<Filter>,
+        reply: mpsc::UnboundedSender<Result<Vec<Event>, ClientError>>,
+    },
 }
 
 /// State shared by the client handle and its relay tasks.

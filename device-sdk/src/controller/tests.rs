@@ -116,8 +116,12 @@ async fn one_controller_several_machines() {
     let (a1, p1, msg1) = status_of(&s1);
     let (a2, p2, msg2) = status_of(&s2);
     assert_eq!((a1, p1, a2, p2), (controller.public_key(), m1, controller.public_key(), m2));
-    assert!(matches!(msg1, Message::Status { ref payload, initial_request, .. } if payload == "p1" && initial_request == r1.id));
-    assert!(matches!(msg2, Message::Status { ref payload, initial_request, .. } if payload == "p2" && initial_request == r2.id));
+    assert!(
+        matches!(msg1, Message::Status { ref payload, initial_request, .. } if payload == "p1" && initial_request == r1.id)
+    );
+    assert!(
+        matches!(msg2, Message::Status { ref payload, initial_request, .. } if payload == "p2" && initial_request == r2.id)
+    );
     assert_eq!((c.current_request(&m1), c.current_request(&m2)), (Some(r1.id), Some(r2.id)));
 
     // A machine not driven is refused; added at runtime, it is served; removed, refused again.
@@ -200,16 +204,21 @@ async fn refusals_and_recovery() {
     let start = parse(&request(&user, S, &m1, Status::Working, Reason::UserRequest, None, "")).unwrap();
     assert_eq!(c.handle(&start).await, Err(ControllerError::NotEligible("no funds".into())));
     assert_eq!(c.status(&m1), Some(Status::Available));
-    let elsewhere = parse(&request(&user, "other-session", &m1, Status::Working, Reason::UserRequest, None, "")).unwrap();
+    let elsewhere =
+        parse(&request(&user, "other-session", &m1, Status::Working, Reason::UserRequest, None, "")).unwrap();
     assert!(matches!(c.handle(&elsewhere).await, Err(ControllerError::OtherSession(_))));
 
     // Recovery: the newest Status the controller signed for each machine; forged ones ignored.
     let r1 = EventId::from_byte_array([1; 32]);
     let at = |t: u64, keys: &Keys, m: &PublicKey, status: Status, payload: &str| {
-        event::builder(S, m, &Message::Status { status, reason: Reason::UserRequest, initial_request: r1, payload: payload.into() })
-            .custom_created_at(Timestamp::from(t))
-            .sign_with_keys(keys)
-            .unwrap()
+        event::builder(
+            S,
+            m,
+            &Message::Status { status, reason: Reason::UserRequest, initial_request: r1, payload: payload.into() },
+        )
+        .custom_created_at(Timestamp::from(t))
+        .sign_with_keys(keys)
+        .unwrap()
     };
     let events = [
         at(100, &controller, &m1, Status::Available, ""),
@@ -217,7 +226,8 @@ async fn refusals_and_recovery() {
         at(300, &Keys::generate(), &m1, Status::Available, ""),
         at(150, &controller, &m2, Status::Available, ""),
     ];
-    let mut fresh = Controller::for_machines(controller.clone(), S, [m1, m2], vec![admin.public_key()], Device::default());
+    let mut fresh =
+        Controller::for_machines(controller.clone(), S, [m1, m2], vec![admin.public_key()], Device::default());
     let mut found = fresh.recover(&events);
     found.sort();
     let mut expected = vec![m1, m2];
@@ -282,4 +292,29 @@ async fn two_phase_checks_run_concurrently() {
     // The second accepted start for m1 lost the race.
     assert_eq!(results[2], Err(ControllerError::Busy(r1.id)));
     assert_eq!((c.status(&m1), c.status(&m2)), (Some(Status::Working), Some(Status::Available)));
+}
+
+#[tokio::test]
+async fn session_users_restored_from_their_requests() {
+    let controller = Keys::generate();
+    let (m1, m2) = (Keys::generate().public_key(), Keys::generate().public_key());
+    let (user, other) = (Keys::generate(), Keys::generate());
+    let mut before = Controller::for_machines(controller.clone(), S, [m1, m2], vec![], Device::default());
+    let request = request(&user, S, &m1, Status::Working, Reason::UserRequest, None, "pay");
+    let working = before.handle(&parse(&request).unwrap()).await.unwrap();
+
+    let mut after = Controller::for_machines(controller, S, [m1, m2], vec![], Device::default());
+    assert!(after.session_requests_filter().is_none());
+    assert_eq!(after.recover(&[working]), vec![m1]);
+    let filter = serde_json::to_value(after.session_requests_filter().unwrap()).unwrap();
+    assert_eq!(filter["ids"], serde_json::json!([request.id.to_hex()]));
+    // Other requests (another user's, another machine's) restore nothing.
+    let unrelated = [
+        event::request(&other, S, &m1, Status::Working, Reason::UserRequest, None, "pay"),
+        event::request(&user, S, &m2, Status::Working, Reason::UserRequest, None, "pay"),
+    ];
+    assert_eq!(after.recover_users(&unrelated), 0);
+    assert_eq!(after.recover_users(&[request.clone()]), 1);
+    assert_eq!(after.state(&m1).unwrap().session.as_ref().unwrap().user, Some(user.public_key()));
+    assert_eq!(after.recover_users(&[request]), 0, "already known");
 }

@@ -114,7 +114,11 @@ pub async fn check(rpc: &RpcClient, requirement: &Requirement, payload: &str, no
     ];
     let fetched = rpc.get_multiple_accounts(&keys).await.map_err(|e| Refusal::Rpc(e.to_string()))?;
     if fetched.len() != keys.len() {
-        return Err(Refusal::Rpc(format!("getMultipleAccounts returned {} accounts for {}", fetched.len(), keys.len())));
+        return Err(Refusal::Rpc(format!(
+            "getMultipleAccounts returned {} accounts for {}",
+            fetched.len(),
+            keys.len()
+        )));
     }
     let owned_by = |i: usize, owner: &Pubkey| -> Result<(), Refusal> {
         match &fetched[i] {
