@@ -5,6 +5,8 @@
 //! (`tests/support/dephy_dapp.mjs`: nostr-tools, @noble/curves, @noble/hashes, bs58,
 //! @solana/web3.js; no project code).
 //!
+//! 0. A stale authorization from DePHY's dApp (signed for an older nonce) is refused by the
+//!    project's controller with the typed reason; the machine stays Available.
 //! 1. DePHY's dApp reads the user's nonce from the seeded UserAccount, signs with it, and sends
 //!    a Request (DePHY's payload key order) to a machine of the project's controller: the
 //!    controller's Status events parse as DePHY's settlement server parses them (exact keys,
@@ -135,6 +137,22 @@ async fn dephy_dapp_and_controller_through_the_project_controller_and_settlement
             "controller_secret": dephy_controller.secret_key().to_secret_hex(),
         })
     };
+
+    // 0. DePHY's dApp with a stale authorization (signed for nonce 16, the chain says 17): the
+    //    project's controller refuses it with the typed reason and stays Available.
+    let mut stale = config("dapp", &machine_a.to_hex(), &user_a);
+    stale["nonce_delta"] = json!(-1);
+    stale["until"] = json!(["Available", "UserRequest"]);
+    let lines = tokio::task::block_in_place(|| dephy_dapp(&stale));
+    let sent = find(&lines, "sent")[0];
+    assert_eq!((sent["nonce"].as_u64(), sent["signed_nonce"].as_u64()), (Some(17), Some(16)));
+    let statuses = find(&lines, "status");
+    assert_eq!(statuses.len(), 1, "{lines:#?}");
+    assert_eq!(
+        statuses[0]["refused"], "the authorization is for nonce 16, the user's on-chain nonce is 17",
+        "{lines:#?}"
+    );
+    assert_eq!(statuses[0]["initial_request"], sent["id"]);
 
     // 1. DePHY's dApp -> the project's controller -> the settlement service -> LockFailed.
     let lines = tokio::task::block_in_place(|| dephy_dapp(&config("dapp", &machine_a.to_hex(), &user_a)));

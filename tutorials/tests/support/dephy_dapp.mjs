@@ -4,7 +4,8 @@
 //   node --experimental-websocket dephy_dapp.mjs '<json config>'
 // config: {mode: "dapp" | "dephy-controller", relay, rpc, program, session, machine (hex),
 //          wallet_seed (64 hex), namespace_id, namespace (name), timeout_ms,
-//          until: [status, reason] (dapp), controller_secret (64 hex, dephy-controller)}
+//          until: [status, reason] (dapp), controller_secret (64 hex, dephy-controller),
+//          nonce_delta (optional: sign on-chain nonce + delta, for a stale authorization)}
 //
 // Both modes act as DePHY's dApp first: read the user's UserAccount (PDA ["USER", user]) from
 // the chain, sign DePHY's payment authorization with its *current* nonce
@@ -69,7 +70,9 @@ const msg = new Uint8Array(88);
 msg.set(extraData, 0);
 const view = new DataView(msg.buffer);
 view.setBigUint64(64, BigInt(cfg.namespace_id), true);
-view.setBigUint64(72, nonce, true);
+// `nonce_delta` (tests only) signs another nonce than the on-chain one: a stale authorization.
+const signedNonce = nonce + BigInt(cfg.nonce_delta ?? 0);
+view.setBigUint64(72, signedNonce, true);
 view.setBigInt64(80, deadline, true);
 const digest = `DePHY vending machine/${cfg.namespace}:\n${bs58.encode(Buffer.from(keccak_256(msg)))}`;
 const signature = ed25519.sign(new TextEncoder().encode(digest), seed);
@@ -81,7 +84,7 @@ const recoverInfo = JSON.stringify({
 const payload = JSON.stringify({
   namespace_id: cfg.namespace_id,
   user: user.toBase58(),
-  nonce: Number(nonce),
+  nonce: Number(signedNonce),
   recover_info: recoverInfo,
 });
 const ZERO = '0'.repeat(64);
@@ -126,6 +129,11 @@ function parseStatus(ev) {
   if (!REASONS.includes(s.reason)) throw new Error(`reason ${s.reason}`);
   if (!/^[0-9a-f]{64}$/.test(s.initial_request)) throw new Error(`initial_request ${s.initial_request}`);
   if (typeof s.payload !== 'string') throw new Error('payload is not a string');
+  if (s.status === 'Available' && s.reason === 'UserRequest') {
+    // The project's refusal (the machine stays Available); DePHY's server ignores it.
+    return { event: 'status', id: ev.id, author: ev.pubkey, status: s.status, reason: s.reason,
+      initial_request: s.initial_request, refused: JSON.parse(s.payload).refused };
+  }
   // The settlement server parses the payload as the payment payload.
   const p = JSON.parse(s.payload);
   exactKeys(p, ['namespace_id', 'user', 'nonce', 'recover_info'], 'the payload');
@@ -221,7 +229,7 @@ const sub = relay.subscribe([{ kinds: [1573], '#s': [cfg.session], '#p': [cfg.ma
   async oneose() {
     // Subscribed: now publish (DePHY's dApp lost answers by subscribing late).
     await relay.publish(request);
-    out({ event: 'sent', id: request.id, user: user.toBase58(), nonce: Number(nonce), payload });
+    out({ event: 'sent', id: request.id, user: user.toBase58(), nonce: Number(nonce), signed_nonce: Number(signedNonce), payload });
     if (cfg.mode === 'dephy-controller' && !controllerStatusSent) {
       controllerStatusSent = true;
       await controllerStatus('Working', 'UserRequest');
