@@ -28,8 +28,8 @@
 //! [`Hooks::eligible`]. Or, to check several machines' requests concurrently:
 //! [`Controller::check`] validates a request synchronously and returns [`Step::Check`] with a
 //! [`Pending`] for a start request (or [`Step::Publish`] with the Status of a stop); run the
-//! eligibility check (e.g. [`crate::payment::eligibility::check`]) in a task of your own; then
-//! [`Controller::decide`] with the [`Decision`]. The state is checked again at `decide`: of two
+//! eligibility check (e.g. `payment::eligibility::check`, feature `solana-rpc`) in a task of
+//! your own; then [`Controller::decide`] with the [`Decision`]. The state is checked again at `decide`: of two
 //! concurrent accepted requests for one machine, the first decided wins and the other gets
 //! [`ControllerError::Busy`].
 //!
