@@ -2,8 +2,10 @@
 //! [`parse`], which checks an incoming event before anything acts on it.
 //!
 //! Layout, as DePHY writes it: kind 1573, tags `["s", <session>]` then `["p", <machine hex
-//! pubkey>]`, content a [`Message`] in JSON. A machine's `Status` events are p-tagged with the
-//! machine's own key; a user's `Request` is p-tagged with the machine it addresses.
+//! pubkey>]`, content a [`Message`] in JSON. A `Status` event is p-tagged with the machine and
+//! signed by its controller (the machine's own key for a single device, [`status`]; a
+//! controller's key for several, [`status_for`]); a `Request` is p-tagged with the machine it
+//! addresses.
 
 use nostr::{Event, EventBuilder, EventId, Keys, Kind, PublicKey, Tag, Timestamp};
 
@@ -84,6 +86,21 @@ pub fn status(
 ) -> Event {
     let message = Message::Status { status, reason, initial_request, payload: payload.into() };
     build(machine_keys, session, &machine_keys.public_key(), &message)
+}
+
+/// A Status of `machine` signed by its controller's key (DePHY's controller node: one key,
+/// several machines, each named in the `p` tag). With the machine's own keys this is [`status`].
+pub fn status_for(
+    controller_keys: &Keys,
+    session: &str,
+    machine: &PublicKey,
+    status: Status,
+    reason: Reason,
+    initial_request: EventId,
+    payload: &str,
+) -> Event {
+    let message = Message::Status { status, reason, initial_request, payload: payload.into() };
+    build(controller_keys, session, machine, &message)
 }
 
 /// A payment (settlement) event: `tokens` charged to (negative) or credited to (positive) `user`.

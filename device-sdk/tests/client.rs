@@ -207,16 +207,17 @@ async fn query_recovers_the_last_state() {
 
     struct Nothing;
     impl dephy_device_sdk::Hooks for Nothing {
-        fn eligible(&mut self, _: &event::ParsedEvent, _: &str) -> dephy_device_sdk::Decision {
+        async fn eligible(&mut self, _: &event::ParsedEvent, _: &str) -> dephy_device_sdk::Decision {
             dephy_device_sdk::Decision::Refuse("test".into())
         }
-        fn actuate(&mut self, _: Status, _: EventId) {}
+        fn actuate(&mut self, _: &nostr::PublicKey, _: Status, _: EventId) {}
     }
+    let m = machine.public_key();
     let mut controller = dephy_device_sdk::Controller::new(machine, &session, vec![], Nothing);
-    let last = publisher.query(vec![controller.recovery_filter()], TIMEOUT).await.unwrap();
+    let last = publisher.query(controller.recovery_filters(), TIMEOUT).await.unwrap();
     assert_eq!(last.len(), 1);
-    assert!(controller.recover(&last));
-    assert_eq!((controller.status(), controller.current_request()), (Status::Working, Some(request_id)));
+    assert_eq!(controller.recover(&last), vec![m]);
+    assert_eq!((controller.status(&m), controller.current_request(&m)), (Some(Status::Working), Some(request_id)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

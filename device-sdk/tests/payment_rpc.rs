@@ -6,9 +6,9 @@
 //! fetched with `getAccountInfo` (accounts seeded with surfpool's `surfnet_setAccount` in the
 //! exact layout, built byte by byte here).
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/surfpool.rs"]
+mod surfpool;
+
 use std::time::{Duration, Instant};
 
 use dephy_device_sdk::event;
@@ -17,61 +17,11 @@ use dephy_device_sdk::nostr::Keys;
 use dephy_device_sdk::payment::accounts::{self, GlobalAccount, LockAccount, NamespaceAccount, UserAccount};
 use dephy_device_sdk::payment::rpc::{self, RpcError};
 use dephy_device_sdk::payment::transfer::{self, PaymentLedger, TransferError};
-use serde_json::{Value, json};
-use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use solana_rpc_client_api::request::RpcRequest;
 use solana_signer::Signer as _;
-
-/// An offline surfpool node, killed on drop.
-struct Surfpool {
-    child: Child,
-    rpc_url: String,
-}
-
-impl Surfpool {
-    fn start() -> Surfpool {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let script = manifest.join("../relay/tests/support/surfpool.js");
-        let node_path = std::env::var("NODE_PATH")
-            .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
-        let mut child = Command::new("node")
-            .arg(&script)
-            .env("NODE_PATH", &node_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node {}` (is Node.js >= 18 installed?): {e}", script.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("surfpool prints its RPC URL within 30 s");
-        let parsed: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!("surfpool.js printed {line:?} ({e}); is @solana/surfpool-linux-x64-gnu@1.5.0 under {node_path}?")
-        });
-        let rpc_url = parsed["rpcUrl"].as_str().expect("rpcUrl").to_string();
-        assert!(rpc_url.starts_with("http://127.0.0.1:"), "{rpc_url}");
-        Surfpool { child, rpc_url }
-    }
-
-    fn client(&self) -> RpcClient {
-        RpcClient::new_with_commitment(self.rpc_url.clone(), CommitmentConfig::confirmed())
-    }
-}
-
-impl Drop for Surfpool {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use surfpool::{Surfpool, set_account};
 
 async fn funded(rpc: &RpcClient) -> Keypair {
     let keypair = Keypair::new_from_array(rand::random::<[u8; 32]>());
@@ -150,17 +100,6 @@ async fn direct_sol_payment_with_memo() {
     ));
 }
 
-async fn set_account(rpc: &RpcClient, address: &Pubkey, lamports: u64, data: &[u8], owner: &Pubkey) {
-    let params = json!([address.to_string(), {
-        "lamports": lamports,
-        "data": hex::encode(data),
-        "owner": owner.to_string(),
-        "executable": false,
-    }]);
-    let _: Value =
-        rpc.send(RpcRequest::Custom { method: "surfnet_setAccount" }, params).await.expect("surfnet_setAccount");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_eligibility_from_pdas() {
     let surfpool = Surfpool::start();
@@ -174,10 +113,7 @@ async fn vault_eligibility_from_pdas() {
 
     // USER account: discriminator, nonce 3, locked 400_000, vault.
     let vault = rpc::vault_pda(&program, &user);
-    let mut data = vec![0u8; 8];
-    data.extend_from_slice(&3u64.to_le_bytes());
-    data.extend_from_slice(&400_000u64.to_le_bytes());
-    data.extend_from_slice(vault.as_ref());
+    let data = layout("UserAccount", &[&3u64.to_le_bytes(), &400_000u64.to_le_bytes(), vault.as_ref()]);
     set_account(&rpc, &rpc::user_pda(&program, &user), 2_000_000, &data, &program).await;
     set_account(&rpc, &vault, 1_000_000, &[], &Pubkey::default()).await;
 
@@ -191,17 +127,15 @@ async fn vault_eligibility_from_pdas() {
     set_account(&rpc, &rpc::user_pda(&program, &impostor), 2_000_000, &data, &Pubkey::new_from_array([9; 32])).await;
     let err = rpc::balance(&rpc, &program, &impostor.to_string()).await.unwrap_err();
     assert!(matches!(err, RpcError::BadAccount { .. }), "{err}");
+    // So is one of the program's with another account type's discriminator.
+    let lookalike = Pubkey::new_from_array(rand::random());
+    let wrong = layout("LockAccount", &[&3u64.to_le_bytes(), &400_000u64.to_le_bytes(), vault.as_ref()]);
+    set_account(&rpc, &rpc::user_pda(&program, &lookalike), 2_000_000, &wrong, &program).await;
+    let err = rpc::balance(&rpc, &program, &lookalike.to_string()).await.unwrap_err();
+    assert!(matches!(&err, RpcError::BadAccount { reason, .. } if reason.contains("discriminator")), "{err}");
 }
 
-/// Anchor's discriminator for account type `name`, then `fields`, concatenated.
-fn layout(name: &str, fields: &[&[u8]]) -> Vec<u8> {
-    use sha2::Digest as _;
-    let mut data = sha2::Sha256::digest(format!("account:{name}").as_bytes())[..8].to_vec();
-    for field in fields {
-        data.extend_from_slice(field);
-    }
-    data
-}
+use surfpool::layout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_accounts_fetched_and_decoded() {

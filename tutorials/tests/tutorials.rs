@@ -1,171 +1,32 @@
 //! Runs the tutorial binaries exactly as the markdown walkthroughs do, against the real relay
-//! (started in-process once for this test binary, free 127.0.0.1 port, temporary SQLite) and,
-//! for the paid machines, a real offline surfpool started by `tutorials/support/surfpool.js`.
-//! Asserts on what the binaries print and on what the relay stored. Node.js runs the TypeScript
-//! hello world (`hello-world-ts/`) and an independent check of the payment authorizations against
-//! DePHY's namespace table (`tests/support/verify_namespaces.mjs`), both with nostr-tools from
-//! `target/npm-nostr-tools` (scripts/test installs it); the surfpool helper is also checked to keep
-//! the node answering past slot 1100 and to stay up on a terminal.
+//! (started in-process once for this test binary) and, for the paid machines, a real offline
+//! surfpool started by `tutorials/support/surfpool.js`, with DePHY's balance-payment accounts
+//! written into it. Each run's output is compared line by line with its walkthrough's "What you
+//! see" block (per role, up to keys, ids and numbers), and with what the relay stored. Node.js
+//! runs the TypeScript hello world (`hello-world-ts/`) and an independent check of the payment
+//! authorizations against DePHY's namespace table (`tests/support/verify_namespaces.mjs`); the
+//! surfpool helper is also checked to keep the node answering past slot 1100 and to stay up on a
+//! terminal.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest one tutorial run may take.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+use common::{
+    Service, Surfpool, assert_matches_walkthrough, in_order, node_path, nostr_tools_modules, relay_url, rpc_call, run,
+};
 
-fn relay_url() -> String {
-    static PORT: OnceLock<u16> = OnceLock::new();
-    let port = *PORT.get_or_init(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap().keep();
-        let mut cfg = dephy_relay::config::Config::default();
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port));
-        cfg.db = format!("sqlite://{}", dir.join("relay.db").display());
-        cfg.key_file = dir.join("relay.key");
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            if let Err(e) = rt.block_on(dephy_relay::server::serve(cfg)) {
-                panic!("the in-process relay stopped: {e:#}");
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the relay did not listen within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        port
-    });
-    format!("ws://127.0.0.1:{port}")
-}
-
-/// Runs a tutorial binary (bounded); returns (success, stdout, stderr).
-fn run(bin: &str, args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{bin} {args:?} did not finish within {RUN_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The tutorials' surfpool script, writing its URL to a file as the markdown shows.
-struct Surfpool {
-    child: Child,
-    rpc_url: String,
-    url_file: PathBuf,
-}
-
-impl Surfpool {
-    fn start(dir: &Path) -> Surfpool {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let script = manifest.join("support/surfpool.js");
-        let node_path = std::env::var("NODE_PATH")
-            .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
-        let url_file = dir.join("surfpool-rpc-url");
-        let mut child = Command::new("node")
-            .arg(&script)
-            .arg(&url_file)
-            .env("NODE_PATH", &node_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node {}: {e}", script.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("surfpool prints its URL within 30 s");
-        let parsed: serde_json::Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("surfpool.js printed {line:?} ({e}); is surfpool installed under {node_path}?"));
-        let rpc_url = parsed["rpcUrl"].as_str().unwrap().to_string();
-        assert_eq!(std::fs::read_to_string(&url_file).unwrap().trim(), rpc_url, "the URL file matches");
-        Surfpool { child, rpc_url, url_file }
-    }
-}
-
-impl Drop for Surfpool {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One JSON-RPC call over plain HTTP/1.1 (std only), bounded by `timeout`; the `result` field.
-fn rpc_call(rpc_url: &str, method: &str, timeout: Duration) -> Result<serde_json::Value, String> {
-    use std::io::{Read as _, Write as _};
-    let addr = rpc_url.strip_prefix("http://").ok_or_else(|| format!("not an http URL: {rpc_url}"))?;
-    let addr = addr.trim_end_matches('/');
-    let sock: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    stream.set_write_timeout(Some(timeout)).unwrap();
-    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
-    let mut reply = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut reply).map_err(|e| format!("no answer within {timeout:?}: {e}"))?;
-    let reply = String::from_utf8_lossy(&reply);
-    let json = reply.split_once("\r\n\r\n").map(|(_, b)| b).ok_or("no HTTP body")?;
-    let parsed: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| format!("{e}: {json:?}"))?;
-    parsed.get("result").cloned().ok_or_else(|| format!("no result: {parsed}"))
-}
-
-/// Each role's lines (`machine:` / `user:`) appear in the given order; the two roles run
-/// concurrently, so only the order within one role is fixed.
-fn lines_in_order(stdout: &str, expected: &[&str]) {
-    for role in ["machine:", "user:"] {
-        let theirs: Vec<&str> = stdout.lines().filter(|l| l.starts_with(role)).collect();
-        let wanted: Vec<&str> = expected.iter().copied().filter(|e| e.starts_with(role)).collect();
-        in_order(&theirs.join("\n"), &wanted, stdout);
-    }
-    let others: Vec<&str> =
-        expected.iter().copied().filter(|e| !e.starts_with("machine:") && !e.starts_with("user:")).collect();
-    in_order(stdout, &others, stdout);
-}
-
-fn in_order(text: &str, expected: &[&str], stdout: &str) {
-    let mut rest = text;
-    for needle in expected {
-        match rest.find(needle) {
-            Some(at) => rest = &rest[at + needle.len()..],
-            None => panic!("expected {needle:?} (in this order) in the output:\n{stdout}"),
-        }
-    }
+/// The entries a tutorial run left in its working directory besides the test's own.
+fn left_behind(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "surfpool-rpc-url")
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -175,28 +36,19 @@ fn hello_world() {
     let bin = env!("CARGO_BIN_EXE_hello-world");
     let (ok, stdout, stderr) = run(bin, &["--relay", &relay], dir.path());
     assert!(ok, "hello-world failed:\n{stdout}\n{stderr}");
-    lines_in_order(
-        &stdout,
-        &[
-            "device key: npub1",
-            "subscribed on",
-            "published ",
-            "received ",
-            ", arrival seq ",
-            "content: {\"Status\":{\"status\":\"Available\"",
-            "hello world: OK",
-        ],
-    );
-    // The key was created with its .pub beside it, under data/ as the tutorial says.
-    let key_file: PathBuf = dir.path().join("data/hello-world/device.key");
-    assert!(key_file.exists() && dir.path().join("data/hello-world/device.key.pub").exists());
+    assert_matches_walkthrough(&stdout, "hello-world.md", 0);
+    in_order(&stdout, &["content: {\"Status\":{\"status\":\"Available\"", "hello world: OK"], &stdout);
+    // The key was created with its .pub beside it, under target/tutorials/ as the tutorial says.
+    let key_file: PathBuf = dir.path().join("target/tutorials/hello-world/device.key");
+    assert!(key_file.exists() && dir.path().join("target/tutorials/hello-world/device.key.pub").exists());
+    assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
     // A second run reuses the key and receives only its own new event.
     let (ok, again, stderr) = run(bin, &["--relay", &relay], dir.path());
     assert!(ok, "second run failed:\n{again}\n{stderr}");
     let first_key = stdout.lines().next().unwrap();
     assert_eq!(again.lines().next().unwrap(), first_key, "the same device key");
 
-    // A relay that is not there: a clear error, exit 1.
+    // A relay that is not there: it keeps retrying (it must still be trying, not crashed).
     let dead =
         format!("ws://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let bad_dir = tempfile::tempdir().unwrap();
@@ -207,7 +59,6 @@ fn hello_world() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The client retries for up to 30 s; do not wait that long: it must still be trying, not crashed.
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "hello-world exits at once on a dead relay instead of retrying");
     child.kill().unwrap();
@@ -222,23 +73,37 @@ fn decharge() {
     let (ok, stdout, stderr) =
         run(env!("CARGO_BIN_EXE_decharge"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
     assert!(ok, "decharge failed:\n{stdout}\n{stderr}");
-    lines_in_order(
+    assert_matches_walkthrough(&stdout, "decharge.md", 0);
+    in_order(
         &stdout,
         &[
-            "machine: Available",
-            "user: wallet ",
-            "user: paid 1000000 lamports to ",
-            "user: sent request ",
-            "machine: authorization ok (namespace 0 \"DeCharge\", user ",
-            "machine: payment ok (1000000 lamports",
-            "user: machine is Working: {\"charging\":\"started\"}",
-            "user: machine is Available again: {\"charged_kwh\":1.5}",
-            "user: done",
-            "machine: Working for ",
-            "machine: finished, Available",
+            "chain: namespace 0 \"DeCharge\" of program 8Pna6CZRquk83XT6ecisT9TYVfN3hY299GH2yEJk73dL",
+            "namespace 0 \"DeCharge\", 1000000 of 10000000 lamports available)",
         ],
+        &stdout,
     );
-    // DePHY's DeCharge namespace: id 0, name "DeCharge" in the signed text.
+    // The nonce signed is the one seeded on chain, and the machine found it equal.
+    let seeded =
+        stdout.lines().find_map(|l| l.strip_prefix("user: on-chain nonce ")).unwrap().split(',').next().unwrap();
+    assert!(stdout.contains(&format!(", nonce {seeded} = on-chain nonce,")), "{stdout}");
+    assert!(stdout.contains("user: machine is Working (Status payload = my Request's payload)"), "{stdout}");
+    assert!(
+        stdout
+            .contains("user: machine is Available again, reason UserBehaviour (Status payload = my Request's payload)"),
+        "{stdout}"
+    );
+    assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
+    assert!(dir.path().join("target/tutorials/decharge/machine.key").exists());
+    // Run again, as a newcomer would: the same station recovers its state, a new user pays.
+    let (ok, again, stderr) =
+        run(env!("CARGO_BIN_EXE_decharge"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
+    assert!(ok, "the second decharge run failed:\n{again}\n{stderr}");
+    let recovered = "machine: decharge recovered state Available from the relay";
+    assert_eq!(again.lines().filter(|l| *l == recovered).count(), 1, "{again}");
+    let rest: Vec<&str> = again.lines().filter(|l| *l != recovered).collect();
+    assert_matches_walkthrough(&rest.join("\n"), "decharge.md", 0);
+    assert_eq!(stdout.lines().nth(1), again.lines().nth(1), "the same station key");
+    // DePHY's DeCharge namespace: id 0, name "DeCharge" in the signed text (independent check).
     let checked = verify_namespaces(&relay, "dephy-decharge-controller");
     assert!(checked.contains(r#"namespace 0 "DeCharge": signature ok"#), "{checked}");
 }
@@ -254,23 +119,76 @@ fn gacha() {
         dir.path(),
     );
     assert!(ok, "gacha failed:\n{stdout}\n{stderr}");
-    lines_in_order(
-        &stdout,
-        &[
-            "user: paid 5000000 lamports",
-            "machine: authorization ok (namespace 1 \"Gacha\", user ",
-            "machine: payment ok (5000000 lamports",
-            "user: machine is Working: {\"prize\":\"",
-            "user: machine is Available again: {\"dispensed\":true}",
-            "reusing the first payment and nonce",
-            "user: refused as expected: not eligible: nonce ",
-            "user: done",
-            "machine: refused ",
-        ],
-    );
+    assert_matches_walkthrough(&stdout, "gacha.md", 0);
+    in_order(&stdout, &["namespace 1 \"Gacha\", 5000000 of 50000000 lamports available)", "was already used"], &stdout);
+    assert!(stdout.contains("user: refused as expected"), "{stdout}");
     // DePHY's Gacha namespace: id 1, name "Gacha" (case-sensitive) in the signed text.
     let checked = verify_namespaces(&relay, "dephy-gacha-controller");
     assert!(checked.contains(r#"namespace 1 "Gacha": signature ok"#), "{checked}");
+}
+
+/// One controller key, three stations: two serve a user each; station-3 is added and station-1
+/// removed at runtime; user-1's later request to station-1 is not received by the controller.
+#[test]
+fn controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let surfpool = Surfpool::start(dir.path());
+    let relay = relay_url();
+    let (ok, stdout, stderr) =
+        run(env!("CARGO_BIN_EXE_controller"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
+    assert!(ok, "controller failed:\n{stdout}\n{stderr}");
+    assert_matches_walkthrough(&stdout, "controller.md", 0);
+    let orphan = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("user-1: no answer from station-1 for "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    // The controller handles requests in the relay's order: had the request to the removed
+    // station reached it (it was sent before user-3's), it would have printed it before
+    // station-3 went Working.
+    assert!(!stdout.lines().any(|l| l.starts_with("controller:") && l.contains(orphan)), "{stdout}");
+    // Every Status was signed by the controller key and named its station in p.
+    let controller_line = stdout.lines().find(|l| l.starts_with("controller: key ")).unwrap();
+    assert!(controller_line.contains("(target/tutorials/controller/controller.key)"), "{controller_line}");
+    assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
+}
+
+/// The settlement service against real surfpool, where DePHY's program is not deployed: the
+/// lock transaction is built, signed and submitted, the node's refusal reported as it gives
+/// it, and the machine told LockFailed (a Request signed by the settlement key), which stops it.
+#[test]
+fn settlement_reports_the_refused_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let surfpool = Surfpool::start(dir.path());
+    let relay = relay_url();
+    let mut service =
+        Service::start(env!("CARGO_BIN_EXE_settlement"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
+    service.wait_for("settlement: watching Status events of session dephy-decharge-controller");
+    let key_file = dir.path().join("target/tutorials/settlement/settlement.key.pub");
+    let settlement_key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
+    let (ok, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_decharge"),
+        &["--relay", &relay, "--rpc", &surfpool.rpc_url, "--settlement", &settlement_key, "--work-ms", "60000"],
+        dir.path(),
+    );
+    assert!(ok, "decharge failed:\n{stdout}\n{stderr}");
+    service.wait_for("settlement: sent Request Available/LockFailed");
+    assert_matches_walkthrough(&service.output(), "settlement.md", 0);
+    assert_matches_walkthrough(&stdout, "settlement.md", 1);
+    // The node's own words for the missing program, reported as it gave them.
+    let refused = service.seen.iter().find(|l| l.contains(": lock: ")).unwrap();
+    assert!(
+        refused.ends_with(
+            ": lock: RPC response error -32002: Transaction simulation failed: This program may not be used for executing instructions"
+        ),
+        "{refused}"
+    );
+    assert!(stdout.contains("user: machine is Available again, reason LockFailed"), "{stdout}");
+    // Both terminals of one run (shown with --nocapture; the walkthrough's samples come from such a run).
+    println!("terminal 3:\n{}\nterminal 4:\n{stdout}", service.output());
+    assert_eq!(left_behind(dir.path()), ["target"], "state only under target/");
 }
 
 /// Runs `tests/support/verify_namespaces.mjs` (an independent Node.js check of the payment
@@ -318,10 +236,7 @@ fn surfpool_keeps_answering_after_1100_slots() {
     let (ok, stdout, stderr) =
         run(env!("CARGO_BIN_EXE_decharge"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
     assert!(ok, "decharge failed at slot {slot}:\n{stdout}\n{stderr}");
-    lines_in_order(
-        &stdout,
-        &["user: paid 1000000 lamports to ", "machine: payment ok (1000000 lamports", "user: done"],
-    );
+    assert_matches_walkthrough(&stdout, "decharge.md", 0);
     // SIGTERM (as Ctrl-C or a service manager sends) stops it and removes its URL file.
     let mut surfpool = surfpool;
     let status = Command::new("kill").arg("-TERM").arg(surfpool.child.id().to_string()).status().unwrap();
@@ -332,24 +247,6 @@ fn surfpool_keeps_answering_after_1100_slots() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!surfpool.url_file.exists(), "surfpool.js left its URL file behind");
-}
-
-/// Where nostr-tools is installed: scripts/test puts it into `target/npm-nostr-tools` (the same
-/// pinned version as tutorials/hello-world-ts/package.json); NODE_PATH lists that folder.
-fn nostr_tools_modules() -> PathBuf {
-    let from_env = std::env::var("NODE_PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(PathBuf::from)
-        .find(|dir| dir.join("nostr-tools/package.json").exists());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = from_env.unwrap_or_else(|| manifest.join("../target/npm-nostr-tools/node_modules"));
-    assert!(
-        dir.join("nostr-tools/package.json").exists(),
-        "nostr-tools is not installed ({}); run scripts/test or `npm install --prefix target/npm-nostr-tools nostr-tools@2.25.2`",
-        dir.display()
-    );
-    dir
 }
 
 /// The TypeScript (JSDoc-typed ES module) hello world runs with Node and nostr-tools against a
@@ -415,8 +312,7 @@ fn hello_world_ts() {
 fn surfpool_helper_stays_up_on_a_terminal() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = manifest.join("support/surfpool.js");
-    let node_path = std::env::var("NODE_PATH")
-        .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
+    let node_path = node_path();
     let dir = tempfile::tempdir().unwrap();
     let url_file = dir.path().join("surfpool-rpc-url");
     let command = format!("node '{}' '{}'", script.display(), url_file.display());

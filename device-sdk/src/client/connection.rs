@@ -9,6 +9,9 @@
 //!   next page is asked for.
 //! - **since mode** (any other relay): `since` = newest processed `created_at` minus the overlap;
 //!   stored events are sorted by (created_at, id) and ids already processed are skipped.
+//!
+//! When the filter set changes ([`super::Client::set_filters`]), the live REQ is CLOSEd and a new
+//! one is sent from the in-memory position, with the same catch-up rules.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +57,8 @@ enum Mode {
 /// The live subscription on the current connection.
 struct Live {
     sub_id: String,
+    /// The version of the filter set it was sent with.
+    version: u64,
     mode: Mode,
     /// Stored events of the current REQ, held until EOSE.
     stored: Vec<(Event, Option<u64>)>,
@@ -85,7 +90,7 @@ pub(super) async fn run(shared: Arc<Shared>, url: String, mut commands: mpsc::Un
                 () = &mut sleep => break,
                 cmd = commands.recv() => match cmd {
                     None => return,
-                    Some(Command::Publish(_)) => {}
+                    Some(Command::Publish(_) | Command::Resubscribe) => {}
                     Some(Command::Query { filters, reply }) => queued.push((filters, reply)),
                 },
             }
@@ -116,8 +121,9 @@ async fn connection(
     let mut conn = Conn { shared, url, sent_at: HashMap::new(), queries: HashMap::new(), next_query: 0 };
 
     let mut live = None;
-    if config.filters.is_empty() {
-        if let Err(e) = conn.established(&mut sink).await {
+    let (version, filters) = shared.filters();
+    if filters.is_empty() {
+        if let Err(e) = conn.established(&mut sink, version).await {
             return e;
         }
     } else {
@@ -164,6 +170,11 @@ async fn connection(
                         break e;
                     }
                 }
+                Some(Command::Resubscribe) => {
+                    if let Err(e) = conn.resubscribe(&mut sink, &mut live, position, generation).await {
+                        break e;
+                    }
+                }
             },
             _ = tick.tick() => {
                 if live.as_ref().is_none_or(|l| l.established) && let Err(e) = conn.resend_due(&mut sink).await {
@@ -199,17 +210,36 @@ async fn send(sink: &mut Sink, value: Value) -> Result<(), Ended> {
 }
 
 impl Conn<'_> {
-    /// Sends the live REQ from the current position.
+    /// The filter set changed: CLOSE the live REQ and send the new set (or none).
+    async fn resubscribe(
+        &mut self,
+        sink: &mut Sink,
+        live: &mut Option<Live>,
+        position: &Position,
+        generation: &mut u64,
+    ) -> Result<(), Ended> {
+        if let Some(l) = live.take() {
+            send(sink, json!(["CLOSE", l.sub_id])).await?;
+        }
+        let (version, filters) = self.shared.filters();
+        if filters.is_empty() {
+            return self.established(sink, version).await;
+        }
+        *live = Some(self.subscribe(sink, position, generation).await?);
+        Ok(())
+    }
+
+    /// Sends the live REQ of the current filter set from the current position.
     async fn subscribe(&mut self, sink: &mut Sink, position: &Position, generation: &mut u64) -> Result<Live, Ended> {
         let config = &self.shared.config;
+        let (version, live_filters) = self.shared.filters();
         let saved = self.shared.cursor.lock().expect("cursor lock").position(self.url);
         *generation += 1;
         let sub_id = format!("dephy-live-{generation}");
         let mode =
             if saved.no_cursor { Mode::Since } else { Mode::Cursor { after: position.seq.or(saved.seq).unwrap_or(0) } };
         let filters: Vec<Value> = match mode {
-            Mode::Cursor { after } => config
-                .filters
+            Mode::Cursor { after } => live_filters
                 .iter()
                 .map(|f| {
                     let mut v = serde_json::to_value(f).expect("filters serialize");
@@ -220,8 +250,7 @@ impl Conn<'_> {
                 .collect(),
             Mode::Since => {
                 let newest = position.created_at.max(saved.created_at);
-                config
-                    .filters
+                live_filters
                     .iter()
                     .map(|f| {
                         let mut f = f.clone();
@@ -239,14 +268,16 @@ impl Conn<'_> {
         req.extend(filters);
         tracing::debug!(relay = self.url, ?mode, "subscribing");
         send(sink, Value::Array(req)).await?;
-        Ok(Live { sub_id, mode, stored: Vec::new(), established: false })
+        Ok(Live { sub_id, version, mode, stored: Vec::new(), established: false })
     }
 
-    /// The live subscription is in place: mark it and send the outbox.
-    async fn established(&mut self, sink: &mut Sink) -> Result<(), Ended> {
+    /// The live subscription (filter set `version`) is in place: mark it, answer
+    /// `set_filters`, and send the outbox.
+    async fn established(&mut self, sink: &mut Sink, version: u64) -> Result<(), Ended> {
         self.shared.subscribed.send_modify(|set| {
             set.insert(self.url.to_string());
         });
+        self.shared.filters_established(self.url, version);
         let pending = self.shared.outbox.lock().expect("outbox lock").pending_for(self.url);
         for event in pending {
             self.send_event(sink, &event).await?;
@@ -371,7 +402,8 @@ impl Conn<'_> {
                     self.deliver(event, seq, position).await?;
                 }
                 l.established = true;
-                self.established(sink).await?;
+                let version = l.version;
+                self.established(sink, version).await?;
                 Ok(true)
             }
             "CLOSED" => {

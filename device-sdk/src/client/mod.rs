@@ -14,6 +14,14 @@
 //!   what came after that position: by arrival sequence (`after_seq`) when the relay offers it,
 //!   else by `since` minus an overlap, skipping ids already processed. Events that arrive from
 //!   several relays are handed out once.
+//! - **Subscriptions that change at runtime**: [`Client::set_filters`] replaces the live filter
+//!   set on the open connections (a new REQ, the old one CLOSEd) and keeps it across reconnects.
+//!   The new set resumes from the client's current position, like the old one: an added filter
+//!   receives what arrives from then on (with the cursor: after the last sequence received; with
+//!   `since`: from the newest `created_at` received minus the overlap, ids already handed out
+//!   skipped), not the relay's older history (use [`Client::query`] for that); events the relay
+//!   receives after `set_filters` has returned are delivered only if the new set matches them
+//!   (events already handed to the client before the switch are still handed out).
 
 mod connection;
 pub mod cursor;
@@ -41,7 +49,8 @@ pub struct ClientConfig {
     pub root_certificates: Vec<PathBuf>,
     /// Directory for the outbox and the resume position (created).
     pub state_dir: PathBuf,
-    /// The live subscription; empty for a client that only publishes and queries.
+    /// The initial live subscription; empty for a client that only publishes and queries.
+    /// [`Client::set_filters`] replaces it at runtime.
     pub filters: Vec<Filter>,
     /// How far back `since` reaches on a relay without the cursor (DePHY uses 120 s).
     pub overlap: Duration,
@@ -114,7 +123,12 @@ pub struct Received {
 
 enum Command {
     Publish(Event),
-    Query { filters: Vec<Filter>, reply: mpsc::UnboundedSender<Result<Vec<Event>, ClientError>> },
+    /// The live filter set changed ([`Shared::filters`]): subscribe again.
+    Resubscribe,
+    Query {
+        filters: Vec<Filter>,
+        reply: mpsc::UnboundedSender<Result<Vec<Event>, ClientError>>,
+    },
 }
 
 /// State shared by the client handle and its relay tasks.
@@ -129,6 +143,11 @@ struct Shared {
     /// Relays whose live subscription is established (EOSE received).
     subscribed: watch::Sender<HashSet<String>>,
     events: mpsc::Sender<Received>,
+    /// The live filter set and its version (bumped by every [`Client::set_filters`]).
+    filters: Mutex<(u64, Vec<Filter>)>,
+    /// Waiters of [`Client::set_filters`]: relay, version, reply once that relay's subscription
+    /// with this version (or a newer one) is established.
+    filter_waiters: Mutex<Vec<(String, u64, oneshot::Sender<()>)>>,
     /// TLS settings for `wss://` relays.
     tls: Arc<rustls::ClientConfig>,
 }
@@ -165,6 +184,22 @@ impl Dedup {
 }
 
 impl Shared {
+    /// The current live filter set and its version.
+    fn filters(&self) -> (u64, Vec<Filter>) {
+        self.filters.lock().expect("filters lock").clone()
+    }
+
+    /// `relay` established its live subscription with filter version `version`.
+    fn filters_established(&self, relay: &str, version: u64) {
+        let mut waiters = self.filter_waiters.lock().expect("filter waiters lock");
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            waiters.drain(..).partition(|(url, v, _)| url == relay && *v <= version);
+        *waiters = waiting;
+        for (_, _, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
     /// A relay answered `OK` for `id`: `Ok(())` accepted, `Err(reason)` refused for good.
     fn acknowledged(&self, relay: &str, id: EventId, result: Result<(), String>) {
         let last = match self.outbox.lock().expect("outbox lock").done(&id, relay) {
@@ -239,6 +274,8 @@ impl Client {
             waiters: Mutex::new(HashMap::new()),
             subscribed: watch::Sender::new(HashSet::new()),
             events: events_tx,
+            filters: Mutex::new((0, config.filters.clone())),
+            filter_waiters: Mutex::new(Vec::new()),
             tls,
             config,
         });
@@ -260,6 +297,48 @@ impl Client {
             .map_err(|_| ClientError::Timeout(timeout))?
             .map(|_| ())
             .map_err(|_| ClientError::Shutdown)
+    }
+
+    /// Replaces the live filter set: every relay connection sends a new REQ (and CLOSEs the
+    /// old one), and reconnections use the new set. Returns once every relay has established
+    /// the new subscription (stored events received, EOSE), or at `timeout` if at least one
+    /// has (`Err(Timeout)` if none). Events the relay receives from then on are delivered only
+    /// if the new set matches them. Added filters resume from the client's current position (see the
+    /// module documentation).
+    pub async fn set_filters(&self, filters: Vec<Filter>, timeout: Duration) -> Result<(), ClientError> {
+        let version = {
+            let mut current = self.shared.filters.lock().expect("filters lock");
+            current.0 += 1;
+            current.1 = filters;
+            current.0
+        };
+        let mut replies = Vec::new();
+        {
+            let mut waiters = self.shared.filter_waiters.lock().expect("filter waiters lock");
+            for url in &self.shared.config.relays {
+                let (tx, rx) = oneshot::channel();
+                waiters.push((url.clone(), version, tx));
+                replies.push(rx);
+            }
+        }
+        for tx in &self.commands {
+            let _ = tx.send(Command::Resubscribe);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut established = 0;
+        for rx in replies {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(())) => established += 1,
+                Ok(Err(_)) => return Err(ClientError::Shutdown),
+                Err(_) => break,
+            }
+        }
+        if established == 0 { Err(ClientError::Timeout(timeout)) } else { Ok(()) }
+    }
+
+    /// The current live filter set.
+    pub fn filters(&self) -> Vec<Filter> {
+        self.shared.filters().1
     }
 
     /// Queues `event` in the outbox (on disk) and sends it to every relay once its live

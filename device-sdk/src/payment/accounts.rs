@@ -8,9 +8,36 @@
 //! are checked against an independent encoder (Anchor's `BorshAccountsCoder` from npm) and
 //! against accounts seeded into a local surfpool node, not against the deployed program.
 
+use std::str::FromStr as _;
+
 use solana_pubkey::Pubkey;
 
-pub use super::rpc::{BALANCE_PAYMENT_PROGRAM_ID, lock_pda, namespace_pda, program_id, user_pda, vault_pda};
+/// DePHY's balance-payment program (devnet).
+pub const BALANCE_PAYMENT_PROGRAM_ID: &str = "8Pna6CZRquk83XT6ecisT9TYVfN3hY299GH2yEJk73dL";
+
+pub fn program_id() -> Pubkey {
+    Pubkey::from_str(BALANCE_PAYMENT_PROGRAM_ID).expect("valid program id")
+}
+
+/// `["USER", user]`.
+pub fn user_pda(program: &Pubkey, user: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[b"USER", user.as_ref()], program).0
+}
+
+/// `["VAULT", user]`.
+pub fn vault_pda(program: &Pubkey, user: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[b"VAULT", user.as_ref()], program).0
+}
+
+/// `["LOCK", user, nonce LE]`.
+pub fn lock_pda(program: &Pubkey, user: &Pubkey, nonce: u64) -> Pubkey {
+    Pubkey::find_program_address(&[b"LOCK", user.as_ref(), &nonce.to_le_bytes()], program).0
+}
+
+/// `["NAMESPACE", id LE]`.
+pub fn namespace_pda(program: &Pubkey, namespace_id: u64) -> Pubkey {
+    Pubkey::find_program_address(&[b"NAMESPACE", &namespace_id.to_le_bytes()], program).0
+}
 
 /// `sha256("account:GlobalAccount")[..8]`.
 pub const GLOBAL_ACCOUNT_DISCRIMINATOR: [u8; 8] = [129, 105, 124, 171, 189, 42, 108, 69];

@@ -1,25 +1,22 @@
-//! Tutorial: a Gacha machine (see tutorials/gacha.md). The user pays (SOL transfer with the
-//! request id as memo, plus a signed payment authorization), the machine verifies the payment,
-//! goes Working and dispenses a prize derived from the request id, then goes Available. The
-//! user then replays the same payment for a second request, and the machine refuses it.
+//! Tutorial: a Gacha machine (see tutorials/gacha.md). Same roles as the charging station, in
+//! DePHY's namespace 1 "Gacha": the user's authorization is checked on chain, the machine goes
+//! Working (dispenses) and Available at once; the user then replays the same authorization in a
+//! new Request, and the machine refuses it.
 
 use std::time::Duration;
 
 use clap::Parser as _;
-use dephy_tutorials::{Machine, PaidArgs, run_paid};
-
-const PRIZES: [&str; 4] = ["rubber duck", "golden capsule", "robot keychain", "sticker pack"];
+use dephy_tutorials::chain;
+use dephy_tutorials::paid::{Machine, PaidArgs, run_paid};
 
 #[tokio::main]
 async fn main() {
     let args = PaidArgs::parse();
     let gacha = Machine {
+        name: "gacha",
         session: "dephy-gacha-controller",
-        namespace: "Gacha",
-        namespace_id: 1,
+        namespace: chain::GACHA,
         work: Duration::from_millis(300),
-        working_payload: |id| format!(r#"{{"prize":"{}"}}"#, PRIZES[id.as_bytes()[0] as usize % PRIZES.len()]),
-        done_payload: |_| r#"{"dispensed":true}"#.to_string(),
     };
     if let Err(e) = run_paid(gacha, args, true).await {
         eprintln!("gacha: error: {e:#}");

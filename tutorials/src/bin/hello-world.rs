@@ -17,10 +17,10 @@ struct Args {
     #[arg(long, default_value = "ws://127.0.0.1:8000")]
     relay: String,
     /// The device's key file (hex or nsec; created with a .pub beside it if absent).
-    #[arg(long, default_value = "data/hello-world/device.key")]
+    #[arg(long, default_value = "target/tutorials/hello-world/device.key")]
     key: PathBuf,
     /// Directory for the outbox and the resume position.
-    #[arg(long, default_value = "data/hello-world/state")]
+    #[arg(long, default_value = "target/tutorials/hello-world/state")]
     state: PathBuf,
 }
 
