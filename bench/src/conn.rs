@@ -33,7 +33,16 @@ pub async fn connect(url: &str, footprint: Footprint) -> Result<Ws> {
         Footprint::Throughput => WebSocketConfig::default(),
         Footprint::Lean => WebSocketConfig::default().read_buffer_size(4096),
     };
-    let handshake = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    open(url, config, true).await
+}
+
+/// Open a WebSocket to `url` with Nagle's algorithm on or off, as many client libraries leave it.
+pub async fn connect_with_nagle(url: &str, nagle: bool) -> Result<Ws> {
+    open(url, WebSocketConfig::default().read_buffer_size(4096), !nagle).await
+}
+
+async fn open(url: &str, config: WebSocketConfig, nodelay: bool) -> Result<Ws> {
+    let handshake = tokio_tungstenite::connect_async_with_config(url, Some(config), nodelay);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok((ws, _response))) => Ok(ws),
         Ok(Err(e)) => Err(anyhow!("cannot connect to {url}: {e}; {}", connect_hint(&e))),

@@ -10,6 +10,7 @@ mod events;
 mod fanout;
 mod idle;
 mod ingest;
+mod nagle;
 mod populate;
 mod proc_status;
 mod proofs;
@@ -48,6 +49,8 @@ enum Command {
     Fanout(fanout::Args),
     /// Hold many idle connections open and report the relay's memory.
     Idle(idle::Args),
+    /// REQ round trip for a client with Nagle on that sends CLOSE then REQ back to back.
+    Nagle(nagle::Args),
     /// Verifiable-log proof latency over HTTP (inclusion and consistency).
     Proofs(proofs::Args),
     /// Memory under hostile readers: many connections send a large REQ and never read.
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Req(args) => req::run(url, args).await,
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
+        Command::Nagle(args) => nagle::run(url, args).await,
         Command::Proofs(args) => proofs::run(url, args).await,
         Command::Abuse(args) => abuse::run(url, args, fd_limit).await,
         Command::Soak(args) => soak::run(url, args).await,

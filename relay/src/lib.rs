@@ -32,6 +32,7 @@ pub mod identity;
 pub mod info;
 pub mod ingest;
 pub mod limits;
+pub mod listener;
 pub mod logapi;
 pub mod metrics;
 pub mod node_id;

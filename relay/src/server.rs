@@ -148,12 +148,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         )
         .with_state(state.clone());
     let signal = shutdown_signal(shutdown.clone());
-    // Small replies (OK, EOSE, live events) must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
+    // TCP_NODELAY and TCP_QUICKACK on every connection (see `listener`); `tap_io` only gives
+    // axum's `ConnectInfo<SocketAddr>` for a listener of our own.
+    let listener = crate::listener::Listener::new(listener).tap_io(|_| ());
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(signal)
         .await
