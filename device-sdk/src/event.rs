@@ -84,8 +84,7 @@ pub fn status(
     initial_request: EventId,
     payload: &str,
 ) -> Event {
-    let message = Message::Status { status, reason, initial_request, payload: payload.into() };
-    build(machine_keys, session, &machine_keys.public_key(), &message)
+    status_for(machine_keys, session, &machine_keys.public_key(), status, reason, initial_request, payload)
 }
 
 /// A Status of `machine` signed by its controller's key (DePHY's controller node: one key,

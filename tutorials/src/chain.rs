@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use dephy_device_sdk::payment::accounts::{self, NamespaceAccount, UserAccount};
 use serde_json::{Value, json};
+use solana_commitment_config::CommitmentConfig;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_api::request::RpcRequest;
@@ -23,6 +24,15 @@ const ACCOUNT_LAMPORTS: u64 = 10_000_000;
 /// DePHY's namespaces: (id, name). The name is case-sensitive and part of the signed digest.
 pub const DECHARGE: (u64, &str) = (0, "DeCharge");
 pub const GACHA: (u64, &str) = (1, "Gacha");
+
+/// A client of the Solana RPC at `url` (confirmed commitment), after checking that it answers.
+pub async fn connect(url: &str) -> anyhow::Result<RpcClient> {
+    let rpc = RpcClient::new_with_commitment(url.to_string(), CommitmentConfig::confirmed());
+    rpc.get_latest_blockhash()
+        .await
+        .with_context(|| format!("cannot reach the Solana RPC at {url} (is surfpool running? see the tutorial)"))?;
+    Ok(rpc)
+}
 
 /// Writes one account with surfpool's `surfnet_setAccount`.
 pub async fn set_account(

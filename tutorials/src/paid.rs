@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use dephy_device_sdk::controller::Controller;
 use dephy_device_sdk::keys;
 use dephy_device_sdk::message::Reason;
@@ -65,10 +65,7 @@ pub struct Machine {
 pub async fn run_paid(def: Machine, args: PaidArgs, replay: bool) -> anyhow::Result<()> {
     let state = state_dir(args.state.clone(), def.name);
     let rpc = || RpcClient::new_with_commitment(args.rpc.clone(), CommitmentConfig::confirmed());
-    let chain_rpc = rpc();
-    chain_rpc.get_latest_blockhash().await.with_context(|| {
-        format!("cannot reach the Solana RPC at {} (is surfpool running? see the tutorial)", args.rpc)
-    })?;
+    let chain_rpc = chain::connect(&args.rpc).await?;
     let program = accounts::program_id();
     let ns =
         chain::ensure_namespace(&chain_rpc, &program, def.namespace, &Keypair::new_from_array(rand::random()).pubkey())

@@ -62,10 +62,7 @@ struct Args {
 async fn run(args: Args) -> anyhow::Result<()> {
     let state = state_dir(args.state.clone(), "controller");
     let rpc = || RpcClient::new_with_commitment(args.rpc.clone(), CommitmentConfig::confirmed());
-    let chain_rpc = rpc();
-    chain_rpc.get_latest_blockhash().await.with_context(|| {
-        format!("cannot reach the Solana RPC at {} (is surfpool running? see the tutorial)", args.rpc)
-    })?;
+    let chain_rpc = chain::connect(&args.rpc).await?;
     let program = accounts::program_id();
     let ns = chain::ensure_namespace(
         &chain_rpc,

@@ -13,9 +13,7 @@ use dephy_device_sdk::payment::accounts;
 use dephy_device_sdk::{Client, ClientConfig, event, keys};
 use dephy_tutorials::settlement::{Outcome, RpcChain, Settlement};
 use dephy_tutorials::{chain, short};
-use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
-use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer as _;
 
 #[derive(Parser)]
@@ -54,10 +52,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(|c| PublicKey::parse(c).with_context(|| format!("--controller {c:?} is not a hex or npub key")))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let rpc = RpcClient::new_with_commitment(args.rpc.clone(), CommitmentConfig::confirmed());
-    rpc.get_latest_blockhash().await.with_context(|| {
-        format!("cannot reach the Solana RPC at {} (is surfpool running? see the tutorial)", args.rpc)
-    })?;
+    let rpc = chain::connect(&args.rpc).await?;
     let program = accounts::program_id();
     let bot = Keypair::new_from_array(rand::random());
     let payer = Keypair::new_from_array(rand::random());
