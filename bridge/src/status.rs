@@ -207,3 +207,79 @@ impl Status {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::identity::wallet_of;
+    use crate::registry::{NodeEntry, StaticRegistry};
+
+    fn peer() -> (PeerId, [u8; 32]) {
+        let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        (peer, wallet_of(&peer).unwrap())
+    }
+
+    #[tokio::test]
+    async fn peers_and_registry_entries_with_last_seen() {
+        let (me, my_wallet) = peer();
+        let (b, b_wallet) = peer();
+        let (c, c_wallet) = peer();
+        let entries = vec![
+            NodeEntry { wallet: my_wallet, domain: "/ip4/127.0.0.1/tcp/1".into(), online: 1, active: true },
+            NodeEntry { wallet: b_wallet, domain: "/ip4/127.0.0.1/tcp/2".into(), online: 1, active: true },
+            NodeEntry { wallet: c_wallet, domain: String::new(), online: 0, active: false },
+        ];
+        let (auth, _rx) = Authorizer::new(Arc::new(StaticRegistry::new(entries)), Duration::from_secs(60));
+        auth.refresh().await.unwrap();
+        let status = Status::new("net", me, bs58::encode(my_wallet).into_string(), auth);
+
+        status.set_peers(&HashSet::from([b, c]));
+        let peers = status.peers_json();
+        assert_eq!(peers["node"]["ready"], true);
+        let list = peers["peers"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list.iter().all(|p| p["online"] == true && p["last_seen"] == peers["now"]));
+        let standing = |w: [u8; 32]| {
+            let w = bs58::encode(w).into_string();
+            list.iter().find(|p| p["wallet"] == w).unwrap()["registry"].clone()
+        };
+        assert_eq!((standing(b_wallet), standing(c_wallet)), (json!("active"), json!("inactive")));
+
+        // B leaves: still listed, offline, last seen when it left; connected peers first.
+        status.set_peers(&HashSet::from([c]));
+        let peers = status.peers_json();
+        let list = peers["peers"].as_array().unwrap();
+        assert_eq!(list[0]["peer_id"], c.to_string());
+        assert_eq!(list[1]["peer_id"], b.to_string());
+        assert_eq!(list[1]["online"], false);
+        assert_eq!(list[1]["connected_since"], Value::Null);
+        assert!(list[1]["last_seen"].as_u64().unwrap() <= peers["now"].as_u64().unwrap());
+
+        let reg = status.registry_json();
+        assert_eq!(reg["status"]["authorized_nodes"], 2);
+        let rows = reg["entries"].as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        let row = |w: [u8; 32]| rows.iter().find(|r| r["wallet"] == bs58::encode(w).into_string()).unwrap().clone();
+        assert_eq!(row(my_wallet)["self"], true);
+        assert_eq!((row(b_wallet)["active"].clone(), row(b_wallet)["connected"].clone()), (json!(true), json!(false)));
+        assert!(row(b_wallet)["last_seen"].is_u64());
+        assert_eq!((row(c_wallet)["active"].clone(), row(c_wallet)["connected"].clone()), (json!(false), json!(true)));
+    }
+
+    #[tokio::test]
+    async fn remembered_peers_are_bounded() {
+        let (auth, _rx) = Authorizer::new(Arc::new(StaticRegistry::new(vec![])), Duration::from_secs(60));
+        let (me, my_wallet) = peer();
+        let status = Status::new("net", me, bs58::encode(my_wallet).into_string(), auth);
+        for _ in 0..MAX_REMEMBERED_PEERS + 10 {
+            status.set_peers(&HashSet::from([peer().0]));
+        }
+        let peers = status.peers_json();
+        assert_eq!(status.inner.lock().unwrap().seen.len(), MAX_REMEMBERED_PEERS);
+        assert_eq!(peers["peers"].as_array().unwrap().len(), MAX_LISTED);
+        assert_eq!(peers["truncated"], true);
+        assert_eq!(peers["peers"][0]["online"], true, "the connected peer comes first");
+    }
+}

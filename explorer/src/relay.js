@@ -41,6 +41,8 @@ export function startRelay(isVisible) {
   fill(box, SERIES.map((s) => h('div', { class: 'card', id: `chart-${s.id}` }, h('h3', {}, s.label), h('p', { class: 'empty' }, 'sampling…'))));
 
   async function sample() {
+    // Rates over less than a second are noise (a view switch samples at once).
+    if (prev && Date.now() / 1000 - prev.at < 1) return;
     let text;
     try {
       text = await getText('/metrics');
