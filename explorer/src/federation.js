@@ -17,6 +17,7 @@ function map(peers, registry) {
     nodes.set(e.wallet, { wallet: e.wallet, active: e.active, connected: e.connected });
   }
   for (const p of peers.peers ?? []) {
+    if (!p.wallet) continue;
     const n = nodes.get(p.wallet) ?? { wallet: p.wallet, active: p.registry === 'active' };
     n.connected = p.online;
     nodes.set(p.wallet, n);
