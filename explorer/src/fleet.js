@@ -54,7 +54,10 @@ export function startFleet(socket, onVerify) {
     m.events.push({ id: event.id, at: event.created_at, status: parsed.status, reason: parsed.reason });
     m.events.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
     if (m.events.length > MAX_EVENTS_PER_MACHINE) m.events.splice(0, m.events.length - MAX_EVENTS_PER_MACHINE);
-    lastArrival = { machine: parsed.machine, status: parsed.status };
+    // The newest Status (the backlog arrives newest first, live events after it).
+    if (!lastArrival || event.created_at >= lastArrival.at) {
+      lastArrival = { machine: parsed.machine, status: parsed.status, at: event.created_at };
+    }
     schedule();
   }
 
