@@ -291,7 +291,8 @@ impl Authorizer {
     /// inactive ones by wallet (`active: false`, `online: 0`, no domain).
     pub fn registry_entries(&self) -> Vec<NodeEntry> {
         let st = self.state.read().expect("authorizer lock");
-        let inactive = st.inactive.iter().map(|w| NodeEntry { wallet: *w, domain: String::new(), online: 0, active: false });
+        let inactive =
+            st.inactive.iter().map(|w| NodeEntry { wallet: *w, domain: String::new(), online: 0, active: false });
         st.authorized.values().cloned().chain(inactive).collect()
     }
 

@@ -73,8 +73,12 @@ impl Status {
             seen.last_seen = now;
         }
         if inner.seen.len() > MAX_REMEMBERED_PEERS {
-            let mut gone: Vec<(u64, PeerId)> =
-                inner.seen.iter().filter(|(_, s)| s.connected_since.is_none()).map(|(p, s)| (s.last_seen, *p)).collect();
+            let mut gone: Vec<(u64, PeerId)> = inner
+                .seen
+                .iter()
+                .filter(|(_, s)| s.connected_since.is_none())
+                .map(|(p, s)| (s.last_seen, *p))
+                .collect();
             gone.sort();
             let excess = inner.seen.len() - MAX_REMEMBERED_PEERS;
             for (_, peer) in gone.into_iter().take(excess) {

@@ -24,13 +24,14 @@ function map(peers, registry) {
   }
   const list = [...nodes.values()].slice(0, MAP_NODES);
   const W = 360;
-  const H = 300;
+  const H = 320;
   const cx = W / 2;
   const cy = H / 2;
   const r = 110;
   const items = list.map((n, i) => {
     const a = (2 * Math.PI * i) / Math.max(1, list.length) - Math.PI / 2;
-    return { ...n, x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) };
+    // Labels sit outside the circle, away from the edge to the centre.
+    return { ...n, x: cx + r * Math.cos(a), y: cy + r * Math.sin(a), lx: cx + (r + 24) * Math.cos(a), ly: cy + (r + 24) * Math.sin(a) + 4 };
   });
   const state = (n) => (n.connected ? 'online' : n.active ? 'offline' : 'inactive');
   const desc = `This node and ${list.length} other node${list.length === 1 ? '' : 's'}: ` +
@@ -41,7 +42,7 @@ function map(peers, registry) {
     s('text', { x: cx, y: cy + 30, 'text-anchor': 'middle', class: 'lbl' }, 'this node'),
     items.map((n) => s('g', { 'data-wallet': n.wallet },
       s('circle', { cx: n.x, cy: n.y, r: 11, class: `node ${state(n)}` }, s('title', {}, `${n.wallet} (${state(n)})`)),
-      s('text', { x: n.x, y: n.y + 24, 'text-anchor': 'middle', class: 'lbl' }, n.wallet.slice(0, 6)))));
+      s('text', { x: n.lx, y: n.ly, 'text-anchor': 'middle', class: 'lbl' }, n.wallet.slice(0, 6)))));
 }
 
 async function refresh() {

@@ -87,7 +87,12 @@ impl Node {
     }
 
     fn entry(&self) -> NodeEntry {
-        NodeEntry { wallet: self.wallet, domain: format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port), online: 1, active: true }
+        NodeEntry {
+            wallet: self.wallet,
+            domain: format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port),
+            online: 1,
+            active: true,
+        }
     }
 }
 
@@ -216,7 +221,10 @@ async fn federation_endpoints_list_peers_and_registry_entries() {
     let of = |w: &str| entries.iter().find(|e| e["wallet"] == w).unwrap_or_else(|| panic!("{w} not in {registry}"));
     let (ea, eb) = (of(&a.wallet()), of(&b.wallet()));
     assert_eq!((ea["self"].clone(), ea["active"].clone()), (json!(true), json!(true)));
-    assert_eq!((eb["self"].clone(), eb["active"].clone(), eb["connected"].clone()), (json!(false), json!(true), json!(true)));
+    assert_eq!(
+        (eb["self"].clone(), eb["active"].clone(), eb["connected"].clone()),
+        (json!(false), json!(true), json!(true))
+    );
     assert_eq!(eb["online"], 1);
     assert_eq!(eb["domain"], format!("/ip4/127.0.0.1/tcp/{}", b.p2p_port));
 }
