@@ -154,6 +154,7 @@ export interface RelayClientOptions {
   reconnect?: boolean;
   backoff?: { minMs?: number; maxMs?: number };
   publishTimeoutMs?: number;
+  connectTimeoutMs?: number;
   onNotice?(text: string): void;
   onError?(error: Error): void;
   onStatus?(status: RelayStatus): void;

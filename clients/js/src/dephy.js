@@ -5,8 +5,6 @@
  * before anything acts on it.
  */
 
-import { schnorr } from '@noble/curves/secp256k1.js';
-
 import { DephyError } from './errors.js';
 import { finalizeEvent, getPublicKey, verifyEvent } from './event.js';
 import { messageToJson, parseMessage, ZERO_ID } from './message.js';
@@ -47,15 +45,9 @@ export function transactionEvent(secretKey, { session, machine, user, tokens }, 
   return buildDephyEvent(secretKey, session, machine, { type: 'Transaction', user, tokens }, options);
 }
 
-/** Whether `hex` is a 64-hex x-only public key on secp256k1 (as the Rust SDK's `PublicKey::from_hex` requires). */
+/** Whether `hex` is a 64-hex public key (the Rust SDK's `PublicKey::from_hex` checks only the hex). */
 function isPublicKey(hex) {
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) return false;
-  try {
-    schnorr.utils.lift_x(BigInt(`0x${hex}`));
-    return true;
-  } catch {
-    return false;
-  }
+  return /^[0-9a-fA-F]{64}$/.test(hex);
 }
 
 function singleTag(event, name) {

@@ -36,6 +36,7 @@ class Subscription {
     this.reqId = null;
     this.stored = [];
     this.live = false;
+    this.everLive = false;
     this.closed = false;
     this.seen = new Set();
     this.seenOrder = [];
@@ -117,6 +118,7 @@ class Subscription {
  * shape, for NIP-42 AUTH: authenticates when the relay sends a challenge and retries what the
  * relay refused with `auth-required:`), `options.reconnect` (default true),
  * `options.backoff` `{ minMs = 250, maxMs = 10000 }`, `options.publishTimeoutMs` (10000),
+ * `options.connectTimeoutMs` (10000),
  * `options.onNotice(text)`, `options.onError(error)`, `options.onStatus(status)` with status
  * 'connecting' | 'open' | 'authenticated' | 'disconnected' | 'closed'.
  */
@@ -134,6 +136,7 @@ export class RelayClient {
     this.minBackoff = options.backoff?.minMs ?? 250;
     this.maxBackoff = options.backoff?.maxMs ?? 10000;
     this.publishTimeoutMs = options.publishTimeoutMs ?? 10000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10000;
     this.subscriptions = new Map();
     this.pendingOk = new Map();
     this.authenticated = null;
@@ -183,8 +186,24 @@ export class RelayClient {
       return;
     }
     this.ws = ws;
+    // Some WebSocket implementations (Node 20's) fire only `error`, never `close`, when the
+    // connection cannot be made; a connection that does not open in time is given up too.
+    let ended = false;
+    const end = (why) => {
+      if (ended || this.ws !== ws) return;
+      ended = true;
+      clearTimeout(openTimer);
+      try {
+        ws.close();
+      } catch {
+        // already closing
+      }
+      this._onDisconnect(new DephyError('Disconnected', `connection to ${this.url} ${why}`));
+    };
+    const openTimer = setTimeout(() => end(`did not open within ${this.connectTimeoutMs} ms`), this.connectTimeoutMs);
     ws.onopen = () => {
-      if (this.ws !== ws) return;
+      if (this.ws !== ws || ended) return;
+      clearTimeout(openTimer);
       this.attempt = 0;
       this.connections += 1;
       this.authenticated = null;
@@ -201,17 +220,14 @@ export class RelayClient {
       }
     };
     ws.onmessage = (msg) => {
-      if (this.ws !== ws) return;
+      if (this.ws !== ws || ended) return;
       const text = typeof msg.data === 'string' ? msg.data : String(msg.data);
       // One message at a time, in order (verification is async).
       this.inbox = this.inbox.then(() => this._onMessage(text)).catch((e) => this._report(e));
     };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this._onDisconnect(new DephyError('Disconnected', `connection to ${this.url} closed`));
-    };
+    ws.onclose = () => end('closed');
     ws.onerror = () => {
-      // onclose follows and handles it.
+      if (ws.readyState !== 1) end('failed');
     };
   }
 
@@ -271,8 +287,16 @@ export class RelayClient {
       pending.reject(new DephyError('Closed', 'the client was closed before the relay answered'));
       this.pendingOk.delete(id);
     }
-    if (this.ws) this.ws.close();
-    else this._status('closed');
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      try {
+        ws.close();
+      } catch {
+        // already closing
+      }
+    }
+    this._status('closed');
   }
 
   /**

@@ -40,30 +40,40 @@ function uniqueSession(name) {
   return `${name}-${Date.now()}-${Math.random().toString(16).slice(2)}`;
 }
 
-async function publisher() {
+/** Closes `closable` when the test ends, passed or failed (no reconnecting client outlives it). */
+function closeAfter(t, closable) {
+  t.after(() => closable.close());
+  return closable;
+}
+
+async function publisher(t) {
   const sk = generateSecretKey();
-  const client = new RelayClient(url, { signer: secretKeySigner(sk) });
+  const client = closeAfter(t, new RelayClient(url, { signer: secretKeySigner(sk) }));
   await client.connect();
   return { sk, client };
 }
 
+let published = 0;
+
+/** Publishes `n` distinct Status events (a counter in the payload keeps their ids apart). */
 async function publishStatuses(client, sk, session, n) {
   const ids = [];
   for (let i = 0; i < n; i++) {
-    const event = await statusEvent(sk, { session, status: i % 2 ? 'Available' : 'Working', reason: 'UserRequest', initial_request: ZERO_ID, payload: String(i) });
+    published += 1;
+    const event = await statusEvent(sk, { session, status: i % 2 ? 'Available' : 'Working', reason: 'UserRequest', initial_request: ZERO_ID, payload: String(published) });
     const ok = await client.publish(event);
-    assert.equal(ok.accepted, true, ok.message);
+    assert.deepEqual(ok, { accepted: true, message: '' });
     ids.push(event.id);
   }
   return ids;
 }
 
-test('reads need NIP-42 auth: refused without a signer, served with one', { skip }, async () => {
-  const { sk, client } = await publisher();
+test('reads need NIP-42 auth: refused without a signer, served with one', { skip }, async (t) => {
+  const { sk, client } = await publisher(t);
   const session = uniqueSession('auth');
   const [id] = await publishStatuses(client, sk, session, 1);
 
-  const anonymous = new RelayClient(url, { reconnect: false });
+  const anonymous = closeAfter(t, new RelayClient(url, { reconnect: false }));
   await anonymous.connect();
   const closed = await new Promise((resolve) => anonymous.subscribe([{ '#s': [session] }], { onClosed: resolve }));
   assert.match(closed, /^auth-required:/);
@@ -71,7 +81,7 @@ test('reads need NIP-42 auth: refused without a signer, served with one', { skip
 
   const got = [];
   let eose = false;
-  const reader = new RelayClient(url, { signer: secretKeySigner(generateSecretKey()) });
+  const reader = closeAfter(t, new RelayClient(url, { signer: secretKeySigner(generateSecretKey()) }));
   await reader.connect();
   reader.subscribe([{ '#s': [session] }], { onEvent: (e) => got.push(e), onEose: () => (eose = true) });
   await until('the authenticated read', () => eose);
@@ -83,17 +93,18 @@ test('reads need NIP-42 auth: refused without a signer, served with one', { skip
   client.close();
 });
 
-test('a cursor subscription resumes after the connection is cut: no gap, no duplicate', { skip }, async () => {
-  const { sk, client } = await publisher();
+test('a cursor subscription resumes after the connection is cut: no gap, no duplicate', { skip }, async (t) => {
+  const { sk, client } = await publisher(t);
   const session = uniqueSession('resume');
   const before = await publishStatuses(client, sk, session, 5);
 
   const relayPort = Number(new URL(url).port);
   const proxy = new Proxy(relayPort);
   await proxy.up();
+  t.after(() => proxy.down());
   const delivered = [];
   const seqs = [];
-  const reader = new RelayClient(proxy.url, { signer: secretKeySigner(generateSecretKey()), backoff: { minMs: 50, maxMs: 200 } });
+  const reader = closeAfter(t, new RelayClient(proxy.url, { signer: secretKeySigner(generateSecretKey()), backoff: { minMs: 50, maxMs: 200 } }));
   await reader.connect();
   const sub = reader.subscribe([{ kinds: [1573], '#s': [session] }], {
     afterSeq: 0,
@@ -121,13 +132,10 @@ test('a cursor subscription resumes after the connection is cut: no gap, no dupl
   assert.equal(new Set(delivered).size, delivered.length);
   for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `seq ${seqs[i]} after ${seqs[i - 1]}`);
   assert.equal(sub.position, seqs.at(-1));
-  reader.close();
-  client.close();
-  await proxy.down();
 });
 
-test('HTTP reads with NIP-98: /events after a seq', { skip }, async () => {
-  const { sk, client } = await publisher();
+test('HTTP reads with NIP-98: /events after a seq', { skip }, async (t) => {
+  const { sk, client } = await publisher(t);
   const session = uniqueSession('http');
   const ids = await publishStatuses(client, sk, session, 2);
   await assert.rejects(fetchEventsAfter(url, 0, { limit: 1 }), { code: 'Status', status: 401 });
@@ -144,8 +152,8 @@ test('HTTP reads with NIP-98: /events after a seq', { skip }, async () => {
   client.close();
 });
 
-test('an event verifies in the log against the signed checkpoint; tampered proofs fail', { skip }, async () => {
-  const { sk, client } = await publisher();
+test('an event verifies in the log against the signed checkpoint; tampered proofs fail', { skip }, async (t) => {
+  const { sk, client } = await publisher(t);
   const session = uniqueSession('log');
   const ids = await publishStatuses(client, sk, session, 3);
   const info = await fetchRelayInfo(url);
@@ -186,4 +194,26 @@ test('an event verifies in the log against the signed checkpoint; tampered proof
   const broken = await verifyCheckpointsConsistent(url, verified[0], verified[1], { proofFilter: (proof) => proof.map((h, i) => (i === proof.length - 1 ? flip(h) : h)) });
   assert.equal(broken.ok, false);
   client.close();
+});
+
+test('an event published while the connection is down is sent once it is back', { skip }, async (t) => {
+  const proxy = new Proxy(Number(new URL(url).port));
+  await proxy.up();
+  t.after(() => proxy.down());
+  const sk = generateSecretKey();
+  const client = closeAfter(t, new RelayClient(proxy.url, { signer: secretKeySigner(sk), backoff: { minMs: 50, maxMs: 200 } }));
+  await client.connect();
+  await proxy.down();
+  await until('the client to notice the cut', () => client.status === 'disconnected' || client.status === 'connecting');
+  const event = await statusEvent(sk, { session: uniqueSession('outbox'), status: 'Working', reason: 'Reset', initial_request: ZERO_ID });
+  const answer = client.publish(event);
+  await proxy.up();
+  assert.deepEqual(await answer, { accepted: true, message: '' });
+  assert.ok(client.connections >= 2);
+  const { client: reader } = await publisher(t);
+  const got = [];
+  let eose = false;
+  reader.subscribe([{ ids: [event.id] }], { onEvent: (e) => got.push(e.id), onEose: () => (eose = true) });
+  await until('the stored copy', () => eose);
+  assert.deepEqual(got, [event.id]);
 });
