@@ -164,7 +164,7 @@ impl Status {
     pub fn registry_json(&self) -> Value {
         let now = unix_now();
         let mut entries = self.authorizer.registry_entries();
-        entries.sort_by(|a, b| a.wallet.cmp(&b.wallet));
+        entries.sort_by_key(|e| e.wallet);
         let truncated = entries.len() > MAX_LISTED;
         let inner = self.inner.lock().expect("status lock");
         let rows: Vec<Value> = entries
