@@ -287,6 +287,15 @@ impl Authorizer {
         self.state.read().expect("authorizer lock").authorized.values().cloned().collect()
     }
 
+    /// The entries of the last accepted registry list as held: the active ones in full, the
+    /// inactive ones by wallet (`active: false`, `online: 0`, no domain).
+    pub fn registry_entries(&self) -> Vec<NodeEntry> {
+        let st = self.state.read().expect("authorizer lock");
+        let inactive =
+            st.inactive.iter().map(|w| NodeEntry { wallet: *w, domain: String::new(), online: 0, active: false });
+        st.authorized.values().cloned().chain(inactive).collect()
+    }
+
     /// Replaces the set with the registry's active entries, unless the shrink guard holds the
     /// answer back (see the module doc). On failure the set in force stays.
     pub async fn refresh(&self) -> Result<Changes, String> {

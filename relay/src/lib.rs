@@ -16,7 +16,8 @@
 //! and peers' events enter the same ingest path.
 //!
 //! Reads go `socket → protocol → store::query`. `server` wires the stages together and serves
-//! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`) on the same port as the WebSocket.
+//! HTTP (NIP-11, `/health`, `/metrics`, `/log/*`, `/federation/*` (`fedapi`), the explorer page
+//! `/explorer/` (`explorer`)) on the same port as the WebSocket.
 
 pub mod anchor;
 pub mod audit;
@@ -25,7 +26,9 @@ pub mod budget;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod explorer;
 pub mod fanout;
+pub mod fedapi;
 pub mod federation;
 pub mod http_auth;
 pub mod identity;

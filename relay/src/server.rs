@@ -4,6 +4,8 @@
 //!   with `Accept: application/nostr+json` → the NIP-11 document (CORS open).
 //! - `GET /health` → 200 once the relay accepts events (503 while shutting down).
 //! - `GET /metrics` → Prometheus text.
+//! - `GET /federation/peers`, `/federation/registry` (public) → `fedapi`.
+//! - `GET /explorer/` and its files → `explorer` (the web page, embedded in the binary).
 //! - `/log/*` (public) and `/events`, `/sessions/...` (NIP-98 auth when reads need auth): `logapi`.
 //!
 //! Shutdown (SIGTERM/SIGINT): stop accepting, close sockets after their pending OKs, let the
@@ -139,6 +141,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .route("/log/proof/inclusion", get(crate::logapi::inclusion))
         .route("/log/proof/consistency", get(crate::logapi::consistency))
         .route("/log/entries", get(crate::logapi::entries))
+        .route("/federation/peers", get(crate::fedapi::peers))
+        .route("/federation/registry", get(crate::fedapi::registry))
+        .route("/explorer", get(crate::explorer::redirect))
+        .route("/explorer/", get(crate::explorer::index))
+        .route("/explorer/{file}", get(crate::explorer::file))
         .merge(
             // Paths that return event content: the read-auth policy applies (NIP-98).
             Router::new()
