@@ -163,8 +163,17 @@ fn settlement_reports_the_refused_lock() {
     let dir = tempfile::tempdir().unwrap();
     let surfpool = Surfpool::start(dir.path());
     let relay = relay_url();
-    let mut service =
-        Service::start(env!("CARGO_BIN_EXE_settlement"), &["--relay", &relay, "--rpc", &surfpool.rpc_url], dir.path());
+    // The relay is shared with the other tests, whose DeCharge stations publish Status events in
+    // the same session: the service acts only on this test's station (its key made beforehand,
+    // where decharge keeps it), or its output would depend on their timing.
+    let station =
+        dephy_device_sdk::keys::load_or_create(&dir.path().join("target/tutorials/decharge/machine.key")).unwrap();
+    let station = station.public_key().to_hex();
+    let mut service = Service::start(
+        env!("CARGO_BIN_EXE_settlement"),
+        &["--relay", &relay, "--rpc", &surfpool.rpc_url, "--controller", &station],
+        dir.path(),
+    );
     service.wait_for("settlement: watching Status events of session dephy-decharge-controller");
     let key_file = dir.path().join("target/tutorials/settlement/settlement.key.pub");
     let settlement_key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();

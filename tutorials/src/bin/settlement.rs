@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use dephy_device_sdk::nostr::{Kind, PublicKey, Timestamp, ToBech32 as _};
+use dephy_device_sdk::nostr::{PublicKey, Timestamp, ToBech32 as _};
 use dephy_device_sdk::payment::accounts;
 use dephy_device_sdk::{Client, ClientConfig, event, keys};
 use dephy_tutorials::settlement::{Outcome, RpcChain, Settlement};
@@ -71,13 +71,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("settlement: program {program} is not deployed on this node: its transactions will be refused");
     }
 
-    let filter = dephy_device_sdk::nostr::Filter::new()
-        .kind(Kind::from(event::DEPHY_KIND))
-        .custom_tag(
-            dephy_device_sdk::nostr::SingleLetterTag::lowercase(dephy_device_sdk::nostr::Alphabet::S),
-            args.session.clone(),
-        )
-        .since(Timestamp::now());
+    let filter = dephy_device_sdk::filters::session(&args.session).since(Timestamp::now());
     let mut client = Client::start(ClientConfig::new([args.relay.clone()], state.join("client")).subscribe([filter]))?;
     client.wait_subscribed(TIMEOUT).await.map_err(|e| {
         anyhow::anyhow!("cannot subscribe on {} ({e}); is the relay running? see tutorials/settlement.md", args.relay)
