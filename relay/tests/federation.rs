@@ -982,7 +982,17 @@ async fn refused_peers_are_logged_with_wallet_and_reason_once_not_per_dial() {
     );
     assert_eq!(log_lines(&rs, &["catch-up failed"]), 0, "{}", rs.log_tail(40));
     assert_eq!(log_lines(&ri, &["it most likely refuses this node", &a_peer]), 1, "{}", ri.log_tail(40));
-    assert_eq!(log_lines(&rf, &["peer refused: other network", &wallet(&a)]), 1, "{}", rf.log_tail(40));
+    // The foreign node learns the mismatch from A's identify message when it arrives before A
+    // closes the connection, else from A closing it right after it opens (that warning names
+    // its `bridge.network` too): which comes first is up to the scheduler, so either counts,
+    // once each at most, and at least one of them.
+    let told_network = log_lines(&rf, &["peer refused: other network", &wallet(&a)]);
+    let told_refused = log_lines(&rf, &["it most likely refuses this node", &a_peer, "network \"other\""]);
+    assert!(
+        told_network <= 1 && told_refused <= 1 && told_network + told_refused >= 1,
+        "other network {told_network}, refused {told_refused}\n{}",
+        rf.log_tail(40)
+    );
     for r in [&ra, &rf] {
         assert_eq!(log_lines(r, &["catch-up failed"]), 0, "per-dial noise:\n{}", r.log_tail(40));
     }
