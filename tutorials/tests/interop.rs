@@ -19,9 +19,8 @@
 
 mod common;
 
-use std::path::Path;
 
-use common::{Service, Surfpool, anchor_modules, nostr_tools_modules, relay_url, run};
+use common::{Service, Surfpool, anchor_modules, nostr_tools_modules, relay_url, run_node_module};
 use dephy_device_sdk::keys::{self, KeyFormat};
 use dephy_device_sdk::nostr::Keys;
 use dephy_device_sdk::payment::accounts;
@@ -34,19 +33,9 @@ use solana_signer::Signer as _;
 
 /// Runs `dephy_dapp.mjs` with `config`; its output lines as JSON.
 fn dephy_dapp(config: &Value) -> Vec<Value> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // ES modules ignore NODE_PATH: run a copy beside a node_modules of links.
-    let dir = tempfile::tempdir().unwrap();
-    let modules = dir.path().join("node_modules");
-    std::fs::create_dir(&modules).unwrap();
-    std::os::unix::fs::symlink(nostr_tools_modules().join("nostr-tools"), modules.join("nostr-tools")).unwrap();
-    for package in ["@noble", "@solana", "bs58"] {
-        std::os::unix::fs::symlink(anchor_modules().join(package), modules.join(package)).unwrap();
-    }
-    let script = dir.path().join("dephy_dapp.mjs");
-    std::fs::copy(manifest.join("tests/support/dephy_dapp.mjs"), &script).unwrap();
-    let (ok, stdout, stderr) =
-        run("node", &["--experimental-websocket", script.to_str().unwrap(), &config.to_string()], dir.path());
+    let mut modules = vec![("nostr-tools", nostr_tools_modules().join("nostr-tools"))];
+    modules.extend(["@noble", "@solana", "bs58"].map(|package| (package, anchor_modules().join(package))));
+    let (ok, stdout, stderr) = run_node_module("dephy_dapp.mjs", &modules, &[&config.to_string()]);
     assert!(ok, "dephy_dapp.mjs ({}) failed:\n{stdout}\n{stderr}", config["mode"]);
     stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }

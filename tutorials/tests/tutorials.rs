@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Service, Surfpool, assert_matches_walkthrough, in_order, node_path, nostr_tools_modules, relay_url, rpc_call, run,
+    run_node_module,
 };
 
 /// The entries a tutorial run left in its working directory besides the test's own.
@@ -203,14 +204,9 @@ fn settlement_reports_the_refused_lock() {
 /// Runs `tests/support/verify_namespaces.mjs` (an independent Node.js check of the payment
 /// authorizations of `session`'s Requests on the relay, by DePHY's namespace table); its stdout.
 fn verify_namespaces(relay: &str, session: &str) -> String {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // ES modules ignore NODE_PATH: run a copy beside a node_modules link.
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("verify_namespaces.mjs");
-    std::fs::copy(manifest.join("tests/support/verify_namespaces.mjs"), &script).unwrap();
-    std::os::unix::fs::symlink(nostr_tools_modules(), dir.path().join("node_modules")).unwrap();
-    let (ok, stdout, stderr) =
-        run("node", &["--experimental-websocket", script.to_str().unwrap(), relay, session], dir.path());
+    // nostr-tools' install holds its @noble and @scure dependencies too.
+    let modules = ["nostr-tools", "@noble", "@scure"].map(|package| (package, nostr_tools_modules().join(package)));
+    let (ok, stdout, stderr) = run_node_module("verify_namespaces.mjs", &modules, &[relay, session]);
     assert!(ok, "the independent check of {session}'s authorizations failed:\n{stdout}\n{stderr}");
     stdout
 }

@@ -308,6 +308,27 @@ pub fn assert_matches_walkthrough(stdout: &str, md: &str, nth: usize) {
     }
 }
 
+/// Runs the ES module `tests/support/<script>` with Node (`--experimental-websocket`) and `args`;
+/// returns (success, stdout, stderr). ES modules ignore NODE_PATH, so the script runs as a copy
+/// (with `once_closing_websocket.mjs`, which it imports) beside a `node_modules` of links:
+/// `modules` are (name, path) pairs.
+pub fn run_node_module(script: &str, modules: &[(&str, PathBuf)], args: &[&str]) -> (bool, String, String) {
+    let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
+    let dir = tempfile::tempdir().unwrap();
+    let node_modules = dir.path().join("node_modules");
+    std::fs::create_dir(&node_modules).unwrap();
+    for (name, path) in modules {
+        std::os::unix::fs::symlink(path, node_modules.join(name)).unwrap();
+    }
+    for file in [script, "once_closing_websocket.mjs"] {
+        std::fs::copy(support.join(file), dir.path().join(file)).unwrap();
+    }
+    let script = dir.path().join(script);
+    let mut argv = vec!["--experimental-websocket", script.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    run("node", &argv, dir.path())
+}
+
 /// Where nostr-tools is installed: scripts/test puts it into `target/npm-nostr-tools`.
 pub fn nostr_tools_modules() -> PathBuf {
     npm_modules("nostr-tools", "npm-nostr-tools", "nostr-tools@2.25.2")

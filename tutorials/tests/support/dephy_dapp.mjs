@@ -22,22 +22,13 @@
 //   same payload) so that the settlement service also settles.
 // Prints one JSON object per line; exits 1 (with the reason on stderr) on any mismatch or timeout.
 import { finalizeEvent, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
-import { Relay, useWebSocketImplementation } from 'nostr-tools/relay';
+import { Relay } from 'nostr-tools/relay';
+import './once_closing_websocket.mjs';
 import { ed25519 } from '@noble/curves/ed25519';
 import { keccak_256 } from '@noble/hashes/sha3';
 import { sha256 } from '@noble/hashes/sha256';
 import bs58 from 'bs58';
 import * as web3 from '@solana/web3.js';
-
-class OnceClosingWebSocket extends globalThis.WebSocket {
-  #closing = false;
-  close(code, reason) {
-    if (this.#closing) return;
-    this.#closing = true;
-    super.close(code, reason);
-  }
-}
-useWebSocketImplementation(OnceClosingWebSocket);
 
 const cfg = JSON.parse(process.argv[2]);
 const hexToBytes = (h) => Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16)));

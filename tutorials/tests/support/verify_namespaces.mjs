@@ -5,7 +5,8 @@
 // base58(keccak256(extra_data || namespace_id LE || nonce LE || deadline LE)) and verifies the
 // user's ed25519 signature. Prints one line per Request; exits 1 if none verifies or one fails.
 // Usage: node --experimental-websocket verify_namespaces.mjs RELAY_URL SESSION
-import { Relay, useWebSocketImplementation } from 'nostr-tools/relay';
+import { Relay } from 'nostr-tools/relay';
+import './once_closing_websocket.mjs';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { base58 } from '@scure/base';
@@ -14,16 +15,6 @@ const DEPHY_NAMESPACES = new Map([
   [0n, 'DeCharge'],
   [1n, 'Gacha'],
 ]);
-
-class OnceClosingWebSocket extends globalThis.WebSocket {
-  #closing = false;
-  close(code, reason) {
-    if (this.#closing) return;
-    this.#closing = true;
-    super.close(code, reason);
-  }
-}
-useWebSocketImplementation(OnceClosingWebSocket);
 
 /** @param {unknown} v @param {number} len */
 function bytes(v, len) {
