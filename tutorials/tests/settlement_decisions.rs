@@ -65,6 +65,21 @@ fn status(controller: &Keys, machine: &Keys, status: Status, reason: Reason, req
     event::status_for(controller, SESSION, &machine.public_key(), status, reason, request.id, payload)
 }
 
+/// A user's Request to start `machine` with `payload`, and the controller's Working Status answering it.
+fn started(controller: &Keys, machine: &Keys, payload: &str) -> (Event, Event) {
+    let request = event::request(
+        &Keys::generate(),
+        SESSION,
+        &machine.public_key(),
+        Status::Working,
+        Reason::UserRequest,
+        None,
+        payload,
+    );
+    let working = status(controller, machine, Status::Working, Reason::UserRequest, &request, payload);
+    (request, working)
+}
+
 #[tokio::test]
 async fn lock_then_settle_and_pay_when_the_chain_accepts() {
     let (bot, payer, treasury) = (Pubkey::new_unique(), Pubkey::new_unique(), Pubkey::new_unique());
@@ -93,16 +108,7 @@ async fn lock_then_settle_and_pay_when_the_chain_accepts() {
 
     // DeCharge: Working -> lock at the payload's nonce.
     let payload = authorization::signed_payload(&wallet, "DeCharge", 0, 9, 4_000_000_000, [1; 64]);
-    let request = event::request(
-        &Keys::generate(),
-        SESSION,
-        &machine.public_key(),
-        Status::Working,
-        Reason::UserRequest,
-        None,
-        &payload.to_json(),
-    );
-    let working = status(&controller, &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
+    let (request, working) = started(&controller, &machine, &payload.to_json());
     let outcome = service.on_event(&working).await;
     assert!(matches!(&outcome, Outcome::Locked { nonce: 9, amount: 700_000, .. }), "{outcome:?}");
     let recover_info = Ed25519RecoverInfo::try_from(&payload.recover_info().unwrap()).unwrap();
@@ -120,16 +126,7 @@ async fn lock_then_settle_and_pay_when_the_chain_accepts() {
 
     // Gacha: Working -> pay at once; its end settles nothing.
     let payload = authorization::signed_payload(&wallet, "Gacha", 1, 10, 4_000_000_000, [2; 64]);
-    let request = event::request(
-        &Keys::generate(),
-        SESSION,
-        &machine.public_key(),
-        Status::Working,
-        Reason::UserRequest,
-        None,
-        &payload.to_json(),
-    );
-    let working = status(&controller, &machine, Status::Working, Reason::UserRequest, &request, &payload.to_json());
+    let (request, working) = started(&controller, &machine, &payload.to_json());
     let outcome = service.on_event(&working).await;
     assert!(matches!(&outcome, Outcome::Paid { nonce: 10, amount: 700_000, .. }), "{outcome:?}");
     let recover_info = Ed25519RecoverInfo::try_from(&payload.recover_info().unwrap()).unwrap();
