@@ -19,7 +19,6 @@
 
 mod common;
 
-
 use common::{Service, Surfpool, anchor_modules, nostr_tools_modules, relay_url, run_node_module};
 use dephy_device_sdk::keys::{self, KeyFormat};
 use dephy_device_sdk::nostr::Keys;
