@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::events::{self, Dephy};
 use crate::stats::round3;
 use crate::workload::derive_keys;
-use crate::{sender, summary};
+use crate::{proc_cpu, sender, summary};
 
 /// Machines the run's events are spread over (`p` tags).
 const MACHINES: usize = 100;
@@ -28,6 +28,11 @@ pub struct Args {
     /// Distinct author keys, used round-robin (keeps each under per-pubkey rate limits).
     #[arg(long, default_value_t = 16, value_parser = crate::at_least_one)]
     authors: usize,
+    /// Process id of the relay (e.g. `$(pgrep dephy-relay)`): reports its CPU time (utime +
+    /// stime from /proc) per acknowledged event, counted from before the connections open to
+    /// after the last OK.
+    #[arg(long)]
+    relay_pid: Option<u32>,
 }
 
 pub async fn run(url: &str, args: Args) -> Result<()> {
@@ -52,8 +57,19 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     })
     .await?;
 
+    let cpu_before = args.relay_pid.map(proc_cpu::cpu_time).transpose()?;
     let report = sender::send_all(url, messages, args.connections, args.window, None).await?;
     report.print();
+    // Relay CPU microseconds per acknowledged event.
+    let cpu_us_per_event = match (args.relay_pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            let used = proc_cpu::cpu_time(pid)?.saturating_sub(before);
+            let per_event = used.as_secs_f64() * 1e6 / report.accepted.max(1) as f64;
+            println!("relay CPU {:.2}s (utime+stime): {per_event:.1} us per acknowledged event", used.as_secs_f64());
+            Some(per_event.round())
+        }
+        _ => None,
+    };
     summary::print(
         "ingest",
         json!({
@@ -61,6 +77,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
             "connections": args.connections,
             "window": args.window,
             "accepted": report.accepted,
+            "relay_cpu_us_per_event": cpu_us_per_event,
             "duplicates": report.duplicates,
             "rejected": report.rejected,
             "secs": round3(report.elapsed.as_secs_f64()),

@@ -12,6 +12,7 @@ mod idle;
 mod ingest;
 mod nagle;
 mod populate;
+mod proc_cpu;
 mod proc_status;
 mod proofs;
 mod req;

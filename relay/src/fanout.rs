@@ -18,6 +18,10 @@ use tokio::sync::mpsc;
 use crate::budget::{Budget, Usage};
 use crate::metrics as m;
 
+/// Deliveries offered under one hold of the registry's read lock (bounds how long a REQ's
+/// registration waits).
+const DELIVERIES_PER_LOCK: usize = 256;
+
 /// An event on its way to subscribers; `seq` is `None` for ephemeral events.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -185,9 +189,11 @@ impl Fanout {
 
     /// The stage loop: runs until every sender of `rx` is dropped.
     pub async fn run(self, mut rx: mpsc::Receiver<Delivery>) {
-        while let Some(d) = rx.recv().await {
-            {
-                let registry = self.registry.read().expect("registry lock");
+        let mut ready = Vec::with_capacity(DELIVERIES_PER_LOCK);
+        // Whatever is queued is offered under one registry lock (a group commit arrives at once).
+        while rx.recv_many(&mut ready, DELIVERIES_PER_LOCK).await > 0 {
+            let registry = self.registry.read().expect("registry lock");
+            for d in ready.drain(..) {
                 for sub in registry.values() {
                     sub.offer(&d);
                 }

@@ -26,6 +26,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod distribute;
 pub mod explorer;
 pub mod fanout;
 pub mod fedapi;

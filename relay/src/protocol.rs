@@ -1,16 +1,20 @@
 //! The parse stage: NIP-01 client messages in, relay messages out.
 //!
 //! Client messages are parsed once into borrowed raw JSON parts, so an EVENT's bytes are only
-//! deserialized into an [`Event`] once and its size is known without re-serializing.
+//! deserialized into an [`Event`] once, its size is known without re-serializing, and the
+//! event's own JSON text is what the relay stores and serves (see [`parse_event`]).
 
-use nostr::{Event, Filter, JsonUtil};
+use std::borrow::Cow;
+
+use nostr::{Event, EventId, Filter, JsonUtil, Kind, PublicKey, Tag, Timestamp};
 use serde_json::value::RawValue;
 
 /// A message from a client.
 #[derive(Debug)]
 pub enum ClientMessage {
-    /// `["EVENT", <event>]`; `raw_len` is the size of the event's JSON as received.
-    Event { event: Box<Event>, raw_len: usize },
+    /// `["EVENT", <event>]`; `json` is the event's compact JSON (the client's own text when it
+    /// was already compact), `raw_len` the size of the event's JSON as received.
+    Event { event: Box<Event>, json: String, raw_len: usize },
     /// `["REQ", <sub id>, <filter>...]`; `after_seq` is this relay's catch-up cursor extension
     /// (a filter field): only events with a higher arrival sequence, oldest first, each EVENT
     /// carrying `{"seq": N}` as a fourth element.
@@ -88,14 +92,14 @@ pub fn parse(text: &str, bounds: Bounds) -> Result<ClientMessage, ParseError> {
             let [raw] = rest else {
                 return Err(ParseError::Malformed("EVENT takes exactly one event".into()));
             };
-            let event = parse_event(raw)?;
-            Ok(ClientMessage::Event { event, raw_len: raw.get().len() })
+            let (event, json) = parse_event(raw)?;
+            Ok(ClientMessage::Event { event, json, raw_len: raw.get().len() })
         }
         "AUTH" => {
             let [raw] = rest else {
                 return Err(ParseError::Malformed("AUTH takes exactly one event".into()));
             };
-            Ok(ClientMessage::Auth { event: parse_event(raw)? })
+            Ok(ClientMessage::Auth { event: parse_event(raw)?.0 })
         }
         "REQ" | "COUNT" => {
             let Some((sub, raw_filters)) = rest.split_first() else {
@@ -177,7 +181,71 @@ fn parse_neg(kind: &str, rest: &[&RawValue], bounds: Bounds) -> Result<ClientMes
     }
 }
 
-fn parse_event(raw: &RawValue) -> Result<Box<Event>, ParseError> {
+/// Parses an event and gives its JSON as stored and served: the client's text itself when it
+/// has exactly the seven NIP-01 keys and no whitespace outside strings (what every client
+/// library sends), so nothing is re-serialized; otherwise (unknown keys, insignificant
+/// whitespace) nostr's lenient reading, re-serialized compactly, as before.
+fn parse_event(raw: &RawValue) -> Result<(Box<Event>, String), ParseError> {
+    let text = raw.get();
+    if let Ok(exact) = serde_json::from_str::<ExactEvent>(text)
+        && let Ok(kind) = u16::try_from(exact.kind)
+    {
+        let event = Event::new(
+            exact.id,
+            exact.pubkey,
+            exact.created_at,
+            Kind::from(kind),
+            exact.tags,
+            exact.content,
+            exact.sig,
+        );
+        let json = if is_compact(text) { text.to_owned() } else { event.as_json() };
+        return Ok((Box::new(event), json));
+    }
+    let event = parse_event_lenient(raw)?;
+    let json = event.as_json();
+    Ok((event, json))
+}
+
+/// An event with exactly the NIP-01 keys (any order), read in one pass.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExactEvent<'a> {
+    id: EventId,
+    pubkey: PublicKey,
+    created_at: Timestamp,
+    kind: u64,
+    tags: Vec<Tag>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+    sig: nostr::secp256k1::schnorr::Signature,
+}
+
+/// Whether JSON text has no whitespace outside its strings (one pass, no allocation).
+fn is_compact(text: &str) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b' ' | b'\t' | b'\n' | b'\r' => return false,
+                _ => {}
+            }
+        }
+    }
+    true
+}
+
+/// nostr's own reading, which tolerates unknown keys, with this relay's kind bound; its errors
+/// are the `invalid:` answers clients get.
+fn parse_event_lenient(raw: &RawValue) -> Result<Box<Event>, ParseError> {
     let event = Event::from_json(raw.get())
         .map(Box::new)
         .map_err(|e| ParseError::BadEvent { id: raw_id(raw), reason: format!("malformed event: {e}") })?;
@@ -376,6 +444,33 @@ mod tests {
         assert!(matches!(parse(&frame, B), Err(ParseError::Malformed(_))));
         assert!(malformed_event_id("[\"EVENT\"").is_none());
         assert!(malformed_event_id(&format!("[\"EVENT\",{{\"id\":\"{}\"", "é".repeat(40))).is_none());
+    }
+
+    #[test]
+    fn event_json_is_the_clients_compact_text_or_reserialized() {
+        let keys = nostr::Keys::generate();
+        let event = nostr::EventBuilder::text_note("a \"b\" é").sign_with_keys(&keys).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&event.as_json()).unwrap();
+        // Keys in another order, compact: kept verbatim.
+        let reordered = format!(
+            r#"{{"sig":{},"content":{},"tags":[],"kind":1,"created_at":{},"pubkey":{},"id":{}}}"#,
+            v["sig"], v["content"], v["created_at"], v["pubkey"], v["id"]
+        );
+        let json_of = |frame: String| match parse(&frame, B) {
+            Ok(ClientMessage::Event { event: got, json, .. }) => {
+                assert_eq!(*got, event);
+                json
+            }
+            other => panic!("not an EVENT: {other:?}"),
+        };
+        assert_eq!(json_of(format!("[\"EVENT\",{reordered}]")), reordered);
+        // Whitespace outside strings, or an unknown key: re-serialized compactly, as before.
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        assert_eq!(json_of(format!("[\"EVENT\",{pretty}]")), event.as_json());
+        let extra = event.as_json().replacen('{', r#"{"extra":1,"#, 1);
+        assert_eq!(json_of(format!("[\"EVENT\",{extra}]")), event.as_json());
+        assert!(is_compact(r#"{"content":"a b\" c","x":[1,2]}"#));
+        assert!(!is_compact(r#"{"content":"a\\", "x":1}"#));
     }
 
     #[test]

@@ -28,12 +28,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::distribute::Mirror;
 use crate::fanout::Fanout;
 use crate::ingest::Ingest;
 use crate::limits::{ConnectionLimits, RateLimits, Refusal};
 use crate::metrics as m;
 use crate::store::Store;
-use crate::store::writer::{Mirror, Writer};
+use crate::store::writer::Writer;
 
 /// Shared state of the running relay.
 pub struct AppState {
@@ -81,14 +82,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let (writer, writer_task) = Writer::spawn(
-        store.clone(),
-        fanout_tx.clone(),
-        fanout.committed().clone(),
-        cfg.store.max_batch,
-        16_384,
-        mirror.clone(),
-    );
+    // writer (and ingest, for ephemeral events) → committed stream → distribute → fan-out, bridge
+    let (committed_tx, committed_rx) = crate::distribute::stream();
+    let distribute_task = tokio::spawn(crate::distribute::run(committed_rx, fanout_tx.clone(), mirror));
+    let (writer, writer_task) =
+        Writer::spawn(store.clone(), committed_tx.clone(), fanout.committed().clone(), cfg.store.max_batch, 16_384);
     let listener_task = match &store {
         Store::Postgres(pg) => {
             let pg = pg.clone();
@@ -97,11 +95,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         Store::Sqlite(_) => None,
     };
+    // Fan-out stops once distribute and the listener, its only producers, have stopped.
+    drop(fanout_tx);
     let rates = Arc::new(RateLimits::new(&cfg.limits));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         info: crate::info::document(&cfg, &keys.public_key().to_hex(), anchor_pubkey.as_deref()).to_string(),
-        ingest: Ingest::new(cfg.clone(), rates.clone(), writer, fanout_tx, store.clone(), mirror),
+        ingest: Ingest::new(cfg.clone(), rates.clone(), writer, committed_tx, store.clone()),
         connections: ConnectionLimits::new(&cfg.limits),
         cfg: cfg.clone(),
         store: store.clone(),
@@ -182,6 +182,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(Duration::from_secs(30), writer_task).await.is_err() {
         tracing::error!("writer did not finish in time");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), distribute_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), fanout_task).await;
     store.close().await;
     tracing::info!("stopped");

@@ -363,10 +363,12 @@ proptest! {
     fn valid_events_round_trip(event in signed_event(), pretty in any::<bool>()) {
         let json = if pretty { serde_json::to_string_pretty(&event).unwrap() } else { event.as_json() };
         match parse_checked(&format!("[\"EVENT\",{json}]"), BOUNDS) {
-            Ok(ClientMessage::Event { event: got, raw_len }) => {
+            Ok(ClientMessage::Event { event: got, json: stored, raw_len }) => {
                 prop_assert_eq!(&*got, &event);
                 prop_assert_eq!(raw_len, json.len());
                 prop_assert!(got.verify().is_ok());
+                // Stored compact: the client's own text, or re-serialized if it was not compact.
+                prop_assert_eq!(stored, event.as_json());
             }
             other => prop_assert!(false, "{other:?}"),
         }

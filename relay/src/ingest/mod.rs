@@ -1,7 +1,9 @@
 //! The ingest stage: everything between a parsed EVENT and the writer queue.
 //!
 //! `verify` (id and signature) → `policy` (limits, expiry, auth, NIP-62 scope, NIP-70, rate
-//! limits) → ephemeral events go straight to fan-out; the rest are queued for group commit.
+//! limits) → ephemeral events are shared with other relay processes (PostgreSQL) and go
+//! straight onto the committed-event stream (`distribute`); the rest are queued for group
+//! commit. It all runs in the calling connection's task, so on every core.
 //! Events from federation peers take the same path ([`Ingest::check_peer`], then
 //! [`Ingest::submit_peer`]), with the forwarding peer's wallet in place of the client's IP.
 
@@ -17,11 +19,9 @@ use nostr::{Event, PublicKey};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::fanout::Delivery;
 use crate::limits::RateLimits;
 use crate::metrics as m;
-use crate::store::writer::Mirror;
-use crate::store::writer::{WriteResult, Writer};
+use crate::store::writer::{Committed, CommittedBatch, WriteResult, Writer};
 use crate::store::{IndexedEvent, KindClass, Origin, Store, WriteOutcome};
 
 /// What the connection should do with an EVENT.
@@ -51,10 +51,9 @@ pub struct Ingest {
     cfg: Arc<Config>,
     rates: Arc<RateLimits>,
     writer: Writer,
-    fanout: mpsc::Sender<Delivery>,
+    /// The committed-event stream, for ephemeral events (never stored).
+    committed: mpsc::Sender<CommittedBatch>,
     store: Store,
-    /// Federation: where accepted client events go to be published to peers.
-    mirror: Option<Mirror>,
     /// Throttles the log lines of refused peer events.
     refusal_log: LogThrottle,
 }
@@ -82,15 +81,15 @@ impl Ingest {
         cfg: Arc<Config>,
         rates: Arc<RateLimits>,
         writer: Writer,
-        fanout: mpsc::Sender<Delivery>,
+        committed: mpsc::Sender<CommittedBatch>,
         store: Store,
-        mirror: Option<Mirror>,
     ) -> Self {
-        Self { cfg, rates, writer, fanout, store, mirror, refusal_log: LogThrottle::default() }
+        Self { cfg, rates, writer, committed, store, refusal_log: LogThrottle::default() }
     }
 
-    /// Checks an event and hands it on; see [`Submitted`].
-    pub async fn submit(&self, event: Box<Event>, raw_len: usize, from: Sender<'_>) -> Submitted {
+    /// Checks an event and hands it on; see [`Submitted`]. `json` is the event's compact JSON
+    /// (stored and served verbatim), `raw_len` its size as received.
+    pub async fn submit(&self, event: Box<Event>, json: String, raw_len: usize, from: Sender<'_>) -> Submitted {
         metrics::counter!(m::EVENTS_RECEIVED).increment(1);
         if !self.rates.event_from_ip(from.ip) {
             return Submitted::reject("rate-limited: too many events from your address; slow down".into());
@@ -117,17 +116,10 @@ impl Ingest {
 
         let event: Arc<Event> = Arc::from(event);
         if KindClass::of(event.kind) == KindClass::Ephemeral {
-            let id = event.id.to_bytes();
-            let protected = event.is_protected();
-            let json = self.deliver_ephemeral(event).await;
-            if let Some(mirror) = &self.mirror
-                && !protected
-            {
-                mirror.offer(id, json);
-            }
+            self.deliver_ephemeral(event, json.into(), Origin::Client).await;
             return Submitted::Done { accepted: true, message: String::new() };
         }
-        let indexed = IndexedEvent::new(event, crate::store::now_millis());
+        let indexed = IndexedEvent::with_json(event, json, crate::store::now_millis());
         Submitted::Pending(self.writer.submit(indexed).await)
     }
 }
@@ -192,22 +184,21 @@ impl Ingest {
         metrics::counter!(m::EVENTS_RECEIVED_FROM_PEERS).increment(1);
         let event = Arc::new(event);
         if KindClass::of(event.kind) == KindClass::Ephemeral {
-            self.deliver_ephemeral(event).await;
+            let json = nostr::JsonUtil::as_json(&*event).into();
+            self.deliver_ephemeral(event, json, Origin::Peer).await;
             return None;
         }
         let indexed = IndexedEvent::new(event, crate::store::now_millis()).with_origin(Origin::Peer);
         Some(self.writer.submit(indexed).await)
     }
 
-    async fn deliver_ephemeral(&self, event: Arc<Event>) -> Arc<str> {
-        let json: Arc<str> = nostr::JsonUtil::as_json(&*event).into();
-        if let Store::Postgres(pg) = &self.store
-            && let Err(e) = pg.announce_ephemeral(&json).await
-        {
+    /// An ephemeral event is "committed" once accepted: shared with the other relay processes
+    /// and put on the committed-event stream (fan-out, and peers for a client's event).
+    async fn deliver_ephemeral(&self, event: Arc<Event>, json: Arc<str>, origin: Origin) {
+        if let Err(e) = self.store.announce_ephemeral(&json).await {
             tracing::warn!(error = %e, "could not share an ephemeral event with other relay processes");
         }
-        let _ = self.fanout.send(Delivery::new(None, event, json.clone())).await;
-        json
+        let _ = self.committed.send(vec![Committed { seq: None, event, json, origin }]).await;
     }
 }
 

@@ -262,10 +262,10 @@ impl Connection {
             Err(e) => return self.on_parse_error(sink, e).await,
         };
         match msg {
-            ClientMessage::Event { event, raw_len } => {
+            ClientMessage::Event { event, json, raw_len } => {
                 let id = event.id;
                 let from = ingest::Sender { ip: self.ip, authed: &self.authed };
-                match self.state.ingest.submit(event, raw_len, from).await {
+                match self.state.ingest.submit(event, json, raw_len, from).await {
                     Submitted::Done { accepted, message } => {
                         send(self.write_timeout, sink, out::ok(&id.to_hex(), accepted, &message)).await
                     }

@@ -119,7 +119,15 @@ pub enum Origin {
 }
 
 impl IndexedEvent {
+    /// Indexes an event, serializing it for storage (events the relay made or got from a peer).
     pub fn new(event: Arc<Event>, received_ms: i64) -> Self {
+        let json = event.as_json();
+        Self::with_json(event, json, received_ms)
+    }
+
+    /// Indexes an event whose compact JSON is already at hand (a client's own text, see
+    /// `protocol`): stored and served verbatim, not re-serialized.
+    pub fn with_json(event: Arc<Event>, json: String, received_ms: i64) -> Self {
         let class = KindClass::of(event.kind);
         let pubkey = event.pubkey.to_bytes();
         let pubkey_hex = event.pubkey.to_hex();
@@ -193,7 +201,7 @@ impl IndexedEvent {
             dtag,
             coordinate,
             tags,
-            json: event.as_json(),
+            json,
             received_ms,
             deletes_ids,
             deletes_coords,
@@ -289,6 +297,15 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.write_batch(batch).await,
             Self::Postgres(s) => s.write_batch(batch).await,
+        }
+    }
+
+    /// Shares an ephemeral event (never stored) with the other relay processes on the same
+    /// database: a NOTIFY on PostgreSQL; nothing to do on SQLite, which one process owns.
+    pub async fn announce_ephemeral(&self, event_json: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(s) => s.announce_ephemeral(event_json).await,
         }
     }
 

@@ -2,35 +2,36 @@
 //!
 //! Connections hand accepted events to one writer task through a bounded queue (backpressure:
 //! a full queue makes publishers wait). The writer drains whatever is queued, up to
-//! `max_batch`, writes it in one transaction, and only after the commit answers each event and
-//! passes the stored ones to the fan-out stage. One fsync covers the whole batch, so durability
-//! does not cost throughput.
+//! `max_batch`, writes it in one transaction, and only after the commit raises the committed
+//! mark, answers each event, and emits the stored ones as one [`Committed`] batch on its single
+//! output stream (consumed by `distribute`). One fsync covers the whole batch, so durability
+//! does not cost throughput. The writer knows nothing of subscribers or federation.
 
 use std::sync::Arc;
 
+use nostr::Event;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{IndexedEvent, Origin, Store, WriteOutcome};
-use crate::fanout::{CommittedSeq, Delivery};
+use crate::fanout::CommittedSeq;
 use crate::metrics as m;
-
-/// The federation hand-off: committed client events for the bridge to publish to peers.
-#[derive(Clone)]
-pub struct Mirror(pub mpsc::Sender<dephy_bridge::Outgoing>);
-
-impl Mirror {
-    /// Offers one event to the bridge without waiting: if its queue is full the event is
-    /// counted and left to catch-up, so peers never slow down local clients.
-    pub fn offer(&self, id: [u8; 32], json: Arc<str>) {
-        if self.0.try_send(dephy_bridge::Outgoing { id, json }).is_err() {
-            metrics::counter!(m::MIRROR_DROPPED).increment(1);
-        }
-    }
-}
 
 /// The answer to one write: its outcome, or a message for an `error:` reply.
 pub type WriteResult = Result<WriteOutcome, String>;
+
+/// An event that is committed (`seq`), or an ephemeral event accepted (`seq` is `None`), on its
+/// way to live subscribers and, for client events, to federation peers.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: Option<i64>,
+    pub event: Arc<Event>,
+    pub json: Arc<str>,
+    pub origin: Origin,
+}
+
+/// Committed events in commit (arrival sequence) order.
+pub type CommittedBatch = Vec<Committed>;
 
 struct Job {
     event: IndexedEvent,
@@ -44,17 +45,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer. It stops once every `Writer` handle is dropped and the queue is empty.
+    /// Starts the writer, emitting what it commits on `output`. It stops once every `Writer`
+    /// handle is dropped and the queue is empty.
     pub fn spawn(
         store: Store,
-        fanout: mpsc::Sender<Delivery>,
+        output: mpsc::Sender<CommittedBatch>,
         committed: CommittedSeq,
         max_batch: usize,
         queue: usize,
-        mirror: Option<Mirror>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let handle = tokio::spawn(run(store, rx, fanout, committed, max_batch.max(1), mirror));
+        let handle = tokio::spawn(run(store, rx, output, committed, max_batch.max(1)));
         (Self { tx }, handle)
     }
 
@@ -71,10 +72,9 @@ impl Writer {
 async fn run(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
-    fanout: mpsc::Sender<Delivery>,
+    output: mpsc::Sender<CommittedBatch>,
     committed: CommittedSeq,
     max_batch: usize,
-    mirror: Option<Mirror>,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
@@ -99,25 +99,21 @@ async fn run(
         {
             committed.raise(max);
         }
-        let mut stored = Vec::new();
+        let mut stored = Vec::with_capacity(events.len());
         for ((event, reply), outcome) in events.into_iter().zip(replies).zip(outcomes) {
             let _ = reply.send(outcome.ok_or_else(|| "could not store the event; try again".to_string()));
             if let Some(WriteOutcome::Stored { seq }) = outcome {
-                let json: Arc<str> = event.json.into();
-                if let Some(mirror) = &mirror
-                    && event.origin == Origin::Client
-                    && !event.event.is_protected()
-                {
-                    mirror.offer(event.id, json.clone());
-                }
-                stored.push(Delivery::new(Some(seq), event.event, json));
+                stored.push(Committed {
+                    seq: Some(seq),
+                    event: event.event,
+                    json: event.json.into(),
+                    origin: event.origin,
+                });
             }
         }
         metrics::counter!(m::EVENTS_STORED).increment(stored.len() as u64);
-        for d in stored {
-            if fanout.send(d).await.is_err() {
-                break;
-            }
+        if !stored.is_empty() && output.send(stored).await.is_err() {
+            tracing::debug!("committed events not distributed: the distribution stage has stopped");
         }
     }
     tracing::debug!("writer stopped: queue closed and drained");
