@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! socket (WebSocket connection) → protocol (parse) → ingest::verify → ingest::policy
-//!   → store::writer (group commit into SQLite or PostgreSQL) → fanout (live subscribers)
+//!   → store::writer (group commit into SQLite or PostgreSQL) → committed-event stream
+//!   → distribute → fanout (live subscribers) and, with federation, the bridge
 //! ```
 //!
 //! Every stored event is also appended to a verifiable Merkle log in the same transaction

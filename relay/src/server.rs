@@ -36,6 +36,10 @@ use crate::metrics as m;
 use crate::store::Store;
 use crate::store::writer::Writer;
 
+/// Bytes each WebSocket connection reads at a time: a few typical events per read, and a
+/// small fixed cost per idle connection.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+
 /// Shared state of the running relay.
 pub struct AppState {
     pub cfg: Arc<Config>,
@@ -270,8 +274,9 @@ fn upgrade(state: Arc<AppState>, ip: IpAddr, headers: HeaderMap, ws: WebSocketUp
     // anything larger closes the connection.
     let hard_limit = limits.max_message_bytes.saturating_mul(2).max(64 * 1024);
     let tracker = state.tracker.clone();
+    // The read buffer is held by every connection, idle or not (it grows for a larger frame).
     ws.max_message_size(hard_limit)
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(8 * 1024)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| tracker.track_future(crate::socket::serve(socket, state, ip, host, slot)))

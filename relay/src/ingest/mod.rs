@@ -54,6 +54,8 @@ pub struct Ingest {
     /// The committed-event stream, for ephemeral events (never stored).
     committed: mpsc::Sender<CommittedBatch>,
     store: Store,
+    /// Decoded keys of recent authors, for signature checks.
+    keys: verify::AuthorKeys,
     /// Throttles the log lines of refused peer events.
     refusal_log: LogThrottle,
 }
@@ -84,7 +86,7 @@ impl Ingest {
         committed: mpsc::Sender<CommittedBatch>,
         store: Store,
     ) -> Self {
-        Self { cfg, rates, writer, committed, store, refusal_log: LogThrottle::default() }
+        Self { cfg, rates, writer, committed, store, keys: Default::default(), refusal_log: LogThrottle::default() }
     }
 
     /// Checks an event and hands it on; see [`Submitted`]. `json` is the event's compact JSON
@@ -97,7 +99,7 @@ impl Ingest {
         if let Err(msg) = policy::check_size(raw_len, &self.cfg.limits) {
             return Submitted::reject(msg);
         }
-        if let Err(msg) = verify::verify(&event) {
+        if let Err(msg) = verify::verify(&event, &self.keys) {
             return Submitted::reject(msg);
         }
         let now = crate::store::now_secs();

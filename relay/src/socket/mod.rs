@@ -277,16 +277,22 @@ impl Connection {
                     }
                 }
             }
-            ClientMessage::Req { sub_id, filters, after_seq } => self.on_req(sink, sub_id, filters, after_seq).await,
-            ClientMessage::Count { sub_id, filters } => self.on_count(sink, sub_id, filters).await,
+            // Boxed: a query's state (result stream, database futures) is allocated only while it
+            // runs, not held in every idle connection's task.
+            ClientMessage::Req { sub_id, filters, after_seq } => {
+                Box::pin(self.on_req(sink, sub_id, filters, after_seq)).await
+            }
+            ClientMessage::Count { sub_id, filters } => Box::pin(self.on_count(sink, sub_id, filters)).await,
             ClientMessage::Close { sub_id } => {
                 self.subscriber.remove(&sub_id);
                 self.dedup.remove(sub_id.as_str());
                 self.cursors.remove(sub_id.as_str());
                 Ok(())
             }
-            ClientMessage::NegOpen { sub_id, filter, msg } => self.on_neg_open(sink, sub_id, *filter, msg).await,
-            ClientMessage::NegMsg { sub_id, msg } => self.on_neg_msg(sink, sub_id, msg).await,
+            ClientMessage::NegOpen { sub_id, filter, msg } => {
+                Box::pin(self.on_neg_open(sink, sub_id, *filter, msg)).await
+            }
+            ClientMessage::NegMsg { sub_id, msg } => Box::pin(self.on_neg_msg(sink, sub_id, msg)).await,
             ClientMessage::NegClose { sub_id } => {
                 self.on_neg_close(&sub_id);
                 Ok(())

@@ -305,7 +305,8 @@ impl Store {
     pub async fn announce_ephemeral(&self, event_json: &str) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(_) => Ok(()),
-            Self::Postgres(s) => s.announce_ephemeral(event_json).await,
+            // Boxed: the query's state is not part of every connection task's future.
+            Self::Postgres(s) => Box::pin(s.announce_ephemeral(event_json)).await,
         }
     }
 
