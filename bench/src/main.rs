@@ -6,6 +6,7 @@
 
 mod abuse;
 mod conn;
+mod disk;
 mod events;
 mod fanout;
 mod idle;
@@ -46,6 +47,8 @@ enum Command {
     Populate(populate::Args),
     /// DePHY-style REQ latency (REQ sent to EOSE received) against a populated database.
     Req(req::Args),
+    /// Bytes on disk per stored event (SQLite: DB + WAL + SHM after the relay checkpointed).
+    Disk(disk::Args),
     /// Live delivery latency from one publisher to many subscribers.
     Fanout(fanout::Args),
     /// Hold many idle connections open and report the relay's memory.
@@ -97,6 +100,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest::run(url, args).await,
         Command::Populate(args) => populate::run(url, args).await,
         Command::Req(args) => req::run(url, args).await,
+        Command::Disk(args) => disk::run(url, args).await,
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
         Command::Nagle(args) => nagle::run(url, args).await,

@@ -10,6 +10,7 @@ use dephy_log::{Frontier, Hash, NodeId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::IndexedEvent;
+use super::ops::insert_into;
 use super::sql::Dialect;
 
 /// One log entry as served by `/log/entries`.
@@ -60,7 +61,7 @@ where
         nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
     }
     for (chunk_start, chunk) in stored.chunks(500).enumerate().map(|(i, c)| (i * 500, c)) {
-        let mut sql = String::from("INSERT INTO log_leaves (idx, event_id, received_at, seq) VALUES ");
+        let mut sql = format!("{} log_leaves (idx, event_id, received_at, seq) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             let b = i * 4;
             if i > 0 {
@@ -80,10 +81,12 @@ where
         }
         q.execute(&mut *conn).await?;
     }
-    // Leaf hashes (level 0) are not stored: they are recomputed from log_leaves.
-    nodes.retain(|(id, _)| id.level > 0);
+    // Leaves (level 0) and their parents (level 1: half of all nodes) are not stored: they
+    // are recomputed from log_leaves. Databases written before keep their level-1 rows,
+    // which hold the same hashes and are no longer read.
+    nodes.retain(|(id, _)| id.level > 1);
     for chunk in nodes.chunks(500) {
-        let mut sql = String::from("INSERT INTO log_nodes (level, idx, hash) VALUES ");
+        let mut sql = format!("{} log_nodes (level, idx, hash) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             let b = i * 3;
             if i > 0 {
@@ -113,7 +116,8 @@ where
     Ok(row.try_get::<i64, _>(0)? as u64)
 }
 
-/// The stored nodes among `ids` (one query for leaves, one for inner nodes).
+/// The nodes among `ids` that exist (one query for leaves, from which levels 0 and 1 are
+/// hashed, one for the stored nodes above).
 pub async fn nodes_on<DB>(
     conn: &mut DB::Connection,
     dialect: Dialect,
@@ -128,18 +132,37 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     let mut out = HashMap::with_capacity(ids.len());
-    let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|id| id.level == 0);
+    let (low, inner): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|id| id.level <= 1);
+    // The leaf indexes that the level-0 and level-1 nodes asked for cover.
+    let leaves: Vec<u64> = low
+        .iter()
+        .flat_map(|id| if id.level == 0 { id.index..id.index + 1 } else { 2 * id.index..2 * id.index + 2 })
+        .collect();
     if !leaves.is_empty() {
         let list: Vec<String> = (0..leaves.len()).map(|i| ph(dialect, i + 1)).collect();
         let sql = format!("SELECT idx, event_id, received_at FROM log_leaves WHERE idx IN ({})", list.join(","));
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-        for id in &leaves {
-            q = q.bind(id.index as i64);
+        for index in &leaves {
+            q = q.bind(*index as i64);
         }
+        let mut hashes = HashMap::with_capacity(leaves.len());
         for row in q.fetch_all(&mut *conn).await? {
             let (index, event_id, received): (i64, Vec<u8>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             if let Ok(event_id) = <[u8; 32]>::try_from(event_id.as_slice()) {
-                out.insert(NodeId::new(0, index as u64), dephy_log::event_leaf_hash(&event_id, received as u64));
+                hashes.insert(index as u64, dephy_log::event_leaf_hash(&event_id, received as u64));
+            }
+        }
+        for id in low {
+            let hash = if id.level == 0 {
+                hashes.get(&id.index).copied()
+            } else {
+                hashes
+                    .get(&(2 * id.index))
+                    .zip(hashes.get(&(2 * id.index + 1)))
+                    .map(|(l, r)| dephy_log::node_hash(l, r))
+            };
+            if let Some(hash) = hash {
+                out.insert(id, hash);
             }
         }
     }

@@ -14,12 +14,14 @@ pub const SQLITE: Embedded = &[
     (1, "events", include_str!("../../../migrations/sqlite/0001_events.sql")),
     (2, "log", include_str!("../../../migrations/sqlite/0002_log.sql")),
     (3, "chains", include_str!("../../../migrations/sqlite/0003_chains.sql")),
+    (4, "compact storage", include_str!("../../../migrations/sqlite/0004_compact_storage.sql")),
 ];
 pub const POSTGRES: Embedded = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
     (2, "log", include_str!("../../../migrations/postgres/0002_log.sql")),
     (3, "chains", include_str!("../../../migrations/postgres/0003_chains.sql")),
     (4, "ephemeral outbox", include_str!("../../../migrations/postgres/0004_ephemeral_outbox.sql")),
+    (5, "events without received_at", include_str!("../../../migrations/postgres/0005_events_without_received_at.sql")),
 ];
 
 #[derive(Debug)]

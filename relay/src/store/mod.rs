@@ -137,19 +137,7 @@ impl IndexedEvent {
             _ => None,
         };
         let coordinate = dtag.as_ref().map(|d| format!("{}:{}:{}", event.kind.as_u16(), pubkey_hex, d));
-        let mut seen = std::collections::HashSet::new();
-        let mut tags: Vec<(String, String)> = Vec::new();
-        for tag in event.tags.iter() {
-            if let [name, value, ..] = tag.as_slice()
-                && name.len() == 1
-                && name.chars().all(|c| c.is_ascii_alphabetic())
-            {
-                let pair = (name.clone(), index_text(value));
-                if seen.insert(pair.clone()) {
-                    tags.push(pair);
-                }
-            }
-        }
+        let tags = indexed_tags(event.tags.iter().map(|t| t.as_slice()));
         let (mut deletes_ids, mut deletes_coords) = (Vec::new(), Vec::new());
         if event.kind == Kind::EventDeletion {
             for tag in event.tags.iter() {
@@ -471,9 +459,17 @@ impl Store {
                 LEFT JOIN log_leaves l ON l.seq = e.seq WHERE e.pubkey = $2 AND e.seq > $3 ORDER BY e.seq LIMIT $4"
             }
         };
-        Ok(with_pool!(self, read pool => sqlx::query_as(sql)
-            // Tag values are stored through `index_text` (NUL, which PostgreSQL text cannot hold).
-            .bind(index_text(session))
+        // Tag values are stored through `index_text` (NUL, which PostgreSQL text cannot hold)
+        // and `tag_value`.
+        let value = tag_value(&index_text(session), self.dialect());
+        Ok(with_pool!(self, read pool => {
+            let q = sqlx::query_as(sql);
+            match value.clone() {
+                sql::Param::Bytes(b) => q.bind(b),
+                sql::Param::Text(t) => q.bind(t),
+                sql::Param::Int(i) => q.bind(i),
+            }
+        }
             .bind(author.to_vec())
             .bind(after)
             .bind(limit as i64)
@@ -618,6 +614,43 @@ pub fn id_prefix(id: &[u8; 32]) -> i64 {
 /// `expiration`, `since` and `until` are u64 on the wire).
 pub fn ts(t: nostr::Timestamp) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Distinct (single-letter name, first value) pairs of an event's tags, in tag order: what tag
+/// filters match on, one tag index row each. Also used to find the rows of a deleted event.
+pub fn indexed_tags<'a>(tags: impl IntoIterator<Item = &'a [String]>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for tag in tags {
+        if let [name, value, ..] = tag
+            && name.len() == 1
+            && name.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            let pair = (name.clone(), index_text(value));
+            if seen.insert(pair.clone()) {
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
+/// A tag value as the tag index stores it, on the write and the query side alike. On SQLite a
+/// value of exactly 64 lowercase hex digits (event ids and public keys: most DePHY tag values)
+/// is kept as its 32 bytes, half the size; every other value, and every value on PostgreSQL,
+/// is the text itself. SQLite never finds a blob equal to a text, so the two cannot collide
+/// (an uppercase hex value stays text and matches only itself, as before).
+pub fn tag_value(value: &str, dialect: sql::Dialect) -> sql::Param {
+    let mut bytes = [0u8; 32];
+    if dialect == sql::Dialect::Sqlite
+        && value.len() == 64
+        && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && hex::decode_to_slice(value, &mut bytes).is_ok()
+    {
+        sql::Param::Bytes(bytes.to_vec())
+    } else {
+        sql::Param::Text(value.to_string())
+    }
 }
 
 /// Text for an indexed column: NUL (which PostgreSQL text cannot hold) becomes U+FFFD, on

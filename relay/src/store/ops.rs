@@ -29,13 +29,27 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
     for p in params {
-        q = match p {
-            Param::Int(v) => q.bind(v),
-            Param::Bytes(v) => q.bind(v),
-            Param::Text(v) => q.bind(v),
-        };
+        q = bind_one(q, p);
     }
     q
+}
+
+/// Binds one built parameter onto a query.
+pub fn bind_one<'a, DB>(
+    q: sqlx::query::Query<'a, DB, DB::Arguments>,
+    param: Param,
+) -> sqlx::query::Query<'a, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    match param {
+        Param::Int(v) => q.bind(v),
+        Param::Bytes(v) => q.bind(v),
+        Param::Text(v) => q.bind(v),
+    }
 }
 
 /// The statements of the write path, in one dialect.
@@ -43,7 +57,7 @@ pub struct WriteSql {
     blocked: String,
     existing_replaceable: String,
     delete_event_seq: String,
-    delete_tags_seq: String,
+    delete_tag: String,
     insert_event: String,
     exists_id: String,
     chain_head: String,
@@ -51,6 +65,7 @@ pub struct WriteSql {
     delete_own_by_coord: String,
     delete_all_before: String,
     record_deletion: String,
+    purge_expired: String,
     dialect: Dialect,
 }
 
@@ -65,26 +80,32 @@ impl WriteSql {
                 "SELECT 1 FROM deletions WHERE pubkey = $1 AND (target = $2 OR (target IN ($3, 'vanish') AND created_at >= $4)) LIMIT 1",
             ),
             existing_replaceable: d(
-                "SELECT seq, created_at, id FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3",
+                "SELECT seq, kind, created_at, id, raw FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3",
             ),
             delete_event_seq: d("DELETE FROM events WHERE seq = $1"),
-            delete_tags_seq: d("DELETE FROM tags WHERE seq = $1"),
-            insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $9 OR (target IN ($10, 'vanish') AND created_at >= $4))) \
+            delete_tag: d(
+                "DELETE FROM tags WHERE name = $1 AND value = $2 AND kind = $3 AND created_at = $4 AND idp = $5 AND seq = $6",
+            ),
+            insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, raw) \
+                SELECT $1, $2, $3, $4, $5, $6, $7 \
+                WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $8 OR (target IN ($9, 'vanish') AND created_at >= $4))) \
                 ON CONFLICT (id) DO NOTHING RETURNING seq"),
             exists_id: d("SELECT 1 FROM events WHERE id = $1"),
             chain_head: d("SELECT head FROM chain_heads WHERE pubkey = $1 AND session = $2"),
-            delete_own_by_id: d("DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq"),
+            delete_own_by_id: d(
+                "DELETE FROM events WHERE id = $1 AND pubkey = $2 AND kind <> 5 RETURNING seq, kind, created_at, id, raw",
+            ),
             delete_all_before: d(
-                "DELETE FROM events WHERE pubkey = $1 AND created_at <= $2 AND id <> $3 RETURNING seq",
+                "DELETE FROM events WHERE pubkey = $1 AND created_at <= $2 AND id <> $3 RETURNING seq, kind, created_at, id, raw",
             ),
             delete_own_by_coord: d(
-                "DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq",
+                "DELETE FROM events WHERE pubkey = $1 AND kind = $2 AND dtag = $3 AND created_at <= $4 RETURNING seq, kind, created_at, id, raw",
             ),
             record_deletion: d("INSERT INTO deletions (target, pubkey, created_at) VALUES ($1, $2, $3) \
                 ON CONFLICT (target, pubkey) DO UPDATE SET created_at = \
                 CASE WHEN excluded.created_at > deletions.created_at THEN excluded.created_at ELSE deletions.created_at END"),
+            purge_expired: d("DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                RETURNING seq, kind, created_at, id, raw"),
             dialect,
         }
     }
@@ -94,21 +115,32 @@ impl WriteSql {
             Dialect::Postgres => format!("${i}"),
             Dialect::Sqlite => format!("?{i}"),
         };
-        let mut sql = String::from("INSERT INTO tags (seq, name, value, kind, created_at, idp) VALUES ");
+        let mut sql = format!("{} tags (seq, kind, created_at, idp, name, value) VALUES ", insert_into(self.dialect));
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("({}, {}, {}, {}, {}, {})", p(1), p(5 + 2 * i), p(6 + 2 * i), p(2), p(3), p(4)));
+            sql.push_str(&format!("({}, {}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5 + 2 * i), p(6 + 2 * i)));
         }
         sql
+    }
+}
+
+/// `INSERT` for the multi-row statements of the write path. On SQLite `OR FAIL`: a failing
+/// row fails the statement without undoing the rows before it, so SQLite keeps no statement
+/// journal (a copy of every page the statement modifies, taken before the change); nothing is
+/// lost, as any error rolls back the writer's whole transaction. PostgreSQL has no such cost.
+pub fn insert_into(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "INSERT OR FAIL INTO",
+        Dialect::Postgres => "INSERT INTO",
     }
 }
 
 /// NIP-62 request to vanish.
 pub const VANISH_KIND: i64 = 62;
 
-/// Events per multi-row INSERT (8 parameters each, well under both backends' limits).
+/// Events per multi-row INSERT (7 parameters each, well under both backends' limits).
 const BULK_EVENTS: usize = 500;
 /// Tag rows per multi-row INSERT (6 parameters each).
 const BULK_TAGS: usize = 1000;
@@ -153,22 +185,23 @@ where
         // The same id twice in one chunk: only the first can be stored.
         let mut first_seen = std::collections::HashSet::new();
         let unique: Vec<&IndexedEvent> = chunk.iter().copied().filter(|e| first_seen.insert(e.id)).collect();
-        let mut sql = String::from(
-            "INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, received_at, raw) \
-             SELECT column1, column2, column3, column4, column5, NULL, column6, column7 FROM (VALUES ",
+        let mut sql = format!(
+            "{} events (id, pubkey, kind, created_at, expires_at, dtag, raw) \
+             SELECT column1, column2, column3, column4, column5, NULL, column6 FROM (VALUES ",
+            insert_into(dialect)
         );
         for i in 0..unique.len() {
-            let b = i * 8;
+            let b = i * 7;
             if i > 0 {
                 sql.push(',');
             }
             sql.push('(');
-            sql.push_str(&(1..=8).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
+            sql.push_str(&(1..=7).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
             sql.push(')');
         }
         sql.push_str(
             ") AS v WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 \
-             AND (d.target = v.column8 OR (d.target = 'vanish' AND d.created_at >= v.column4))) \
+             AND (d.target = v.column7 OR (d.target = 'vanish' AND d.created_at >= v.column4))) \
              ON CONFLICT (id) DO NOTHING RETURNING seq, id",
         );
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
@@ -179,7 +212,6 @@ where
                 .bind(ev.kind)
                 .bind(ev.created_at)
                 .bind(ev.expires_at)
-                .bind(ev.received_ms)
                 .bind(ev.json.clone())
                 .bind(ev.id_hex());
         }
@@ -218,7 +250,7 @@ where
         .flat_map(|(seq, ev)| ev.tags.iter().map(move |(n, v)| (*seq, *ev, n.as_str(), v.as_str())))
         .collect();
     for chunk in tags.chunks(BULK_TAGS) {
-        let mut sql = String::from("INSERT INTO tags (seq, kind, created_at, idp, name, value) VALUES ");
+        let mut sql = format!("{} tags (seq, kind, created_at, idp, name, value) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             let b = i * 6;
             if i > 0 {
@@ -228,13 +260,8 @@ where
         }
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for (seq, ev, name, value) in chunk {
-            q = q
-                .bind(*seq)
-                .bind(ev.kind)
-                .bind(ev.created_at)
-                .bind(ev.id_prefix)
-                .bind(name.to_string())
-                .bind(value.to_string());
+            q = q.bind(*seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix).bind(name.to_string());
+            q = bind_one(q, super::tag_value(value, dialect));
         }
         q.execute(&mut *conn).await?;
     }
@@ -256,7 +283,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB>,
     for<'t> Option<String>: Encode<'t, DB>,
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     let mut out: Vec<WriteOutcome> = Vec::with_capacity(batch.len());
@@ -322,7 +349,7 @@ where
         Dialect::Sqlite => "?".to_string(),
     };
     for chunk in heads.chunks(BULK_EVENTS) {
-        let mut sql = String::from("INSERT INTO chain_heads (pubkey, session, head) VALUES ");
+        let mut sql = format!("{} chain_heads (pubkey, session, head) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
@@ -353,7 +380,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB>,
     for<'t> Option<String>: Encode<'t, DB>,
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     let id_hex = ev.id_hex();
@@ -378,14 +405,19 @@ where
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = existing {
-            let (seq, created_at, id): (i64, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if id.as_slice() == ev.id {
+            let old = Gone::of::<DB>(&row)?;
+            if old.id.as_slice() == ev.id {
                 return Ok(WriteOutcome::Duplicate);
             }
-            if (created_at, std::cmp::Reverse(id.as_slice())) >= (ev.created_at, std::cmp::Reverse(&ev.id[..])) {
+            if (old.created_at, std::cmp::Reverse(old.id.as_slice())) >= (ev.created_at, std::cmp::Reverse(&ev.id[..]))
+            {
                 return Ok(WriteOutcome::Superseded);
             }
-            delete_seq::<DB>(conn, sql, seq).await?;
+            sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_event_seq.as_str()))
+                .bind(old.seq)
+                .execute(&mut *conn)
+                .await?;
+            delete_tags::<DB>(conn, sql, &[old]).await?;
         }
     }
 
@@ -409,7 +441,6 @@ where
         .bind(ev.created_at)
         .bind(ev.expires_at)
         .bind(ev.dtag.clone())
-        .bind(ev.received_ms)
         .bind(ev.json.clone())
         .bind(id_hex)
         .bind(coord)
@@ -429,7 +460,7 @@ where
         let mut q =
             sqlx::query::<DB>(sqlx::AssertSqlSafe(text)).bind(seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix);
         for (name, value) in chunk {
-            q = q.bind(name.clone()).bind(value.clone());
+            q = bind_one(q.bind(name.clone()), super::tag_value(value, sql.dialect));
         }
         q.execute(&mut *conn).await?;
     }
@@ -442,9 +473,8 @@ where
             .bind(ev.pubkey.to_vec())
             .fetch_all(&mut *conn)
             .await?;
-        for row in gone {
-            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
-        }
+        let gone = gone.iter().map(Gone::of::<DB>).collect::<Result<Vec<_>, _>>()?;
+        delete_tags::<DB>(conn, sql, &gone).await?;
         record_deletion::<DB>(conn, sql, hex::encode(id), ev).await?;
     }
     // NIP-62: everything the author published up to the request goes, and stays gone; the
@@ -456,9 +486,8 @@ where
             .bind(ev.id.to_vec())
             .fetch_all(&mut *conn)
             .await?;
-        for row in gone {
-            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
-        }
+        let gone = gone.iter().map(Gone::of::<DB>).collect::<Result<Vec<_>, _>>()?;
+        delete_tags::<DB>(conn, sql, &gone).await?;
         record_deletion::<DB>(conn, sql, "vanish".to_string(), ev).await?;
     }
     for (kind, coordinate) in &ev.deletes_coords {
@@ -470,34 +499,97 @@ where
             .bind(ev.created_at)
             .fetch_all(&mut *conn)
             .await?;
-        for row in gone {
-            delete_tags::<DB>(conn, sql, row.try_get(0)?).await?;
-        }
+        let gone = gone.iter().map(Gone::of::<DB>).collect::<Result<Vec<_>, _>>()?;
+        delete_tags::<DB>(conn, sql, &gone).await?;
         record_deletion::<DB>(conn, sql, coordinate.clone(), ev).await?;
     }
     Ok(WriteOutcome::Stored { seq })
 }
 
-async fn delete_seq<DB>(conn: &mut DB::Connection, sql: &WriteSql, seq: i64) -> Result<(), sqlx::Error>
-where
-    DB: Driver,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-{
-    sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_event_seq.as_str())).bind(seq).execute(&mut *conn).await?;
-    delete_tags::<DB>(conn, sql, seq).await
+/// An event just deleted (or about to be): what finds its tag index rows.
+struct Gone {
+    seq: i64,
+    kind: i64,
+    created_at: i64,
+    id: Vec<u8>,
+    raw: String,
 }
 
-async fn delete_tags<DB>(conn: &mut DB::Connection, sql: &WriteSql, seq: i64) -> Result<(), sqlx::Error>
+impl Gone {
+    /// From a `(seq, kind, created_at, id, raw)` row.
+    fn of<DB>(row: &DB::Row) -> Result<Self, sqlx::Error>
+    where
+        DB: Database,
+        for<'t> i64: Decode<'t, DB> + Type<DB>,
+        for<'t> Vec<u8>: Decode<'t, DB> + Type<DB>,
+        for<'t> String: Decode<'t, DB> + Type<DB>,
+        usize: ColumnIndex<DB::Row>,
+    {
+        Ok(Self {
+            seq: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            created_at: row.try_get(2)?,
+            id: row.try_get(3)?,
+            raw: row.try_get(4)?,
+        })
+    }
+}
+
+/// The tags of a stored event's JSON, as [`IndexedEvent`] indexed them.
+#[derive(serde::Deserialize)]
+struct RawTags {
+    tags: Vec<Vec<String>>,
+}
+
+/// Deletes the tag index rows of deleted events. The index has no seq lookup: each row is
+/// found by its full key, rebuilt from the event's stored JSON.
+async fn delete_tags<DB>(conn: &mut DB::Connection, sql: &WriteSql, gone: &[Gone]) -> Result<(), sqlx::Error>
 where
     DB: Driver,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_tags_seq.as_str())).bind(seq).execute(&mut *conn).await?;
+    for ev in gone {
+        let tags: RawTags = serde_json::from_str(&ev.raw)
+            .map_err(|e| sqlx::Error::Protocol(format!("stored event {} has unreadable JSON: {e}", ev.seq)))?;
+        let id: [u8; 32] =
+            ev.id.as_slice().try_into().map_err(|_| {
+                sqlx::Error::Protocol(format!("stored event {} has an id that is not 32 bytes", ev.seq))
+            })?;
+        let idp = super::id_prefix(&id);
+        for (name, value) in super::indexed_tags(tags.tags.iter().map(Vec::as_slice)) {
+            let q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.delete_tag.as_str())).bind(name);
+            bind_one(q, super::tag_value(&value, sql.dialect))
+                .bind(ev.kind)
+                .bind(ev.created_at)
+                .bind(idp)
+                .bind(ev.seq)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     Ok(())
+}
+
+/// Deletes the events expired at `now` and their tag rows; returns how many events went.
+pub async fn purge_expired<DB>(conn: &mut DB::Connection, sql: &WriteSql, now: i64) -> Result<u64, sqlx::Error>
+where
+    DB: Driver,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let gone =
+        sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.purge_expired.as_str())).bind(now).fetch_all(&mut *conn).await?;
+    let gone = gone.iter().map(Gone::of::<DB>).collect::<Result<Vec<_>, _>>()?;
+    delete_tags::<DB>(conn, sql, &gone).await?;
+    Ok(gone.len() as u64)
 }
 
 async fn record_deletion<DB>(
@@ -551,18 +643,6 @@ where
 {
     let row = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_one(exec).await?;
     Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
-}
-
-/// SQL that deletes expired events (and their tags) in one dialect.
-pub fn purge_sql(dialect: Dialect) -> [String; 2] {
-    let d = |s: &str| match dialect {
-        Dialect::Postgres => s.to_string(),
-        Dialect::Sqlite => s.replace('$', "?"),
-    };
-    [
-        d("DELETE FROM tags WHERE seq IN (SELECT seq FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1)"),
-        d("DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at <= $1"),
-    ]
 }
 
 /// Runs a built key page ([`super::sql::select_keys`]): `(seq, created_at, id, bytes)` rows.

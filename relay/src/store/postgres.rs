@@ -173,9 +173,7 @@ impl PgStore {
 
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let [tags, events] = ops::purge_sql(Dialect::Postgres);
-        sqlx::query(sqlx::AssertSqlSafe(tags)).bind(now).execute(&mut *tx).await?;
-        let n = sqlx::query(sqlx::AssertSqlSafe(events)).bind(now).execute(&mut *tx).await?.rows_affected();
+        let n = ops::purge_expired::<sqlx::Postgres>(&mut tx, &self.sql, now).await?;
         sqlx::query("DELETE FROM ephemeral_outbox WHERE at < $1")
             .bind(super::now_millis() - 60_000)
             .execute(&mut *tx)

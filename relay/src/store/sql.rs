@@ -123,7 +123,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
         Some((letter, values)) if values.len() == 1 => {
             order = Order::Tag;
             let name = b.bind(Param::Text(letter.to_string()));
-            let value = b.bind(Param::Text(values[0].clone()));
+            let value = b.bind(super::tag_value(&values[0], b.dialect));
             write!(sql, " JOIN tags t ON t.seq = e.seq AND t.name = {name} AND t.value = {value}").ok();
             if let Some(l) = kinds(b) {
                 conds.push(format!("t.kind IN {l}"));
@@ -138,7 +138,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
         Some((letter, values)) => {
             order = Order::Event;
             let name = b.bind(Param::Text(letter.to_string()));
-            let l = b.list(values.iter().cloned().map(Param::Text));
+            let l = b.list(values.iter().map(|v| super::tag_value(v, b.dialect)).collect::<Vec<_>>());
             let mut sub = format!("e.seq IN (SELECT t.seq FROM tags t WHERE t.name = {name} AND t.value IN {l}");
             if let Some(l) = kinds(b) {
                 write!(sub, " AND t.kind IN {l}").ok();
@@ -175,8 +175,12 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
     }
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
-        let l = b.list(values.iter().cloned().map(Param::Text));
-        conds.push(format!("EXISTS (SELECT 1 FROM tags x WHERE x.seq = e.seq AND x.name = {name} AND x.value IN {l})"));
+        let l = b.list(values.iter().map(|v| super::tag_value(v, b.dialect)).collect::<Vec<_>>());
+        // kind and created_at pin the row within the (name, value) range of the tag index.
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM tags x WHERE x.name = {name} AND x.value IN {l} \
+             AND x.kind = e.kind AND x.created_at = e.created_at AND x.seq = e.seq)"
+        ));
     }
     let now = b.bind(Param::Int(now));
     conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));

@@ -12,8 +12,22 @@ use super::sql::{Built, Dialect};
 use super::{IndexedEvent, StoreError, StoredEvent, WriteOutcome};
 use crate::config::StoreConfig;
 
-/// WAL size (4 KiB pages) beyond which the background checkpoint rewinds it: 64 MiB.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// How long a connection waits for a lock held by another.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page size of a new database. Rows of ~600-byte events fill 8 KiB pages better than 4 KiB
+/// ones (less slack at the end of each page); an existing database keeps its page size.
+const PAGE_SIZE: u32 = 8192;
+
+/// WAL size beyond which the background checkpoint rewinds it: 64 MiB.
+const WAL_RESTART_BYTES: i64 = 64 << 20;
+
+/// WAL file size kept when the WAL is rewound (`journal_size_limit`).
+const WAL_KEEP_BYTES: i64 = 4 << 20;
+
+/// How long the idle truncation of a fully checkpointed WAL may wait for readers of an older
+/// snapshot (it holds back the writer meanwhile); it is simply retried on a later tick.
+const TRUNCATE_WAIT_MS: u32 = 50;
 
 /// Page cache of each read connection, KiB (anonymous memory: 8 readers x 8 MiB at most).
 const READER_CACHE_KIB: u32 = 8192;
@@ -33,14 +47,16 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
+            .page_size(PAGE_SIZE)
             .pragma("cache_size", "-32768")
             // No memory map: every pooled connection would map the file anew, and each map's
             // resident pages count in the process's RSS again (9 connections on a 100 MiB
             // database showed as ~900 MiB). Pages come from the OS page cache through the
             // connection's own cache instead (readers: `READER_CACHE_KIB`).
             .pragma("mmap_size", "0")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", WAL_KEEP_BYTES.to_string());
         let path = opts.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -81,9 +97,7 @@ impl SqliteStore {
 
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let [tags, events] = ops::purge_sql(Dialect::Sqlite);
-        sqlx::query(sqlx::AssertSqlSafe(tags)).bind(now).execute(&mut *tx).await?;
-        let n = sqlx::query(sqlx::AssertSqlSafe(events)).bind(now).execute(&mut *tx).await?.rows_affected();
+        let n = ops::purge_expired::<sqlx::Sqlite>(&mut tx, &self.sql, now).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -96,31 +110,50 @@ impl SqliteStore {
     /// Copies committed WAL frames into the database file, off the write path, until the
     /// store is closed. PASSIVE never blocks the writer or readers.
     async fn checkpoint_wal(self) {
+        let page_size: i64 =
+            sqlx::query_scalar("PRAGMA page_size").fetch_one(&self.checkpointer).await.unwrap_or(PAGE_SIZE.into());
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
             if self.checkpointer.is_closed() {
                 return;
             }
-            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            let mode = match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&self.checkpointer)
                 .await
             {
                 // Under a steady write load a passive checkpoint never catches up, and SQLite
                 // only rewinds a fully checkpointed WAL: bound its size with a RESTART, which
                 // makes the writer wait for the copy.
-                Ok((_, wal_frames, _)) if wal_frames > WAL_RESTART_FRAMES => {
-                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&self.checkpointer).await {
-                        tracing::warn!(error = %e, "WAL restart checkpoint failed");
-                    }
-                }
-                Ok(_) => {}
+                Ok((_, frames, _)) if frames * page_size > WAL_RESTART_BYTES => "RESTART",
+                // Everything copied, so writes have paused: give the WAL's disk space back, so
+                // that an idle relay's WAL does not keep the size of its last burst.
+                Ok((_, frames, copied)) if frames > 0 && frames == copied => "TRUNCATE",
+                Ok(_) => continue,
                 Err(e) => {
                     if self.checkpointer.is_closed() {
                         return;
                     }
                     tracing::warn!(error = %e, "WAL checkpoint failed");
+                    continue;
                 }
+            };
+            let wait_ms = if mode == "TRUNCATE" { TRUNCATE_WAIT_MS } else { BUSY_TIMEOUT.as_millis() as u32 };
+            let Ok(mut conn) = self.checkpointer.acquire().await else { continue };
+            let result = async {
+                sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {wait_ms}")))
+                    .execute(&mut *conn)
+                    .await?;
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA wal_checkpoint({mode})")))
+                    .execute(&mut *conn)
+                    .await;
+                let millis = BUSY_TIMEOUT.as_millis();
+                sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {millis}"))).execute(&mut *conn).await?;
+                done
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, mode, "WAL checkpoint failed");
             }
         }
     }
