@@ -61,7 +61,7 @@ pub(crate) const NO_SYNC_PROTOCOL: &str =
 /// At most one warning per peer (or registry entry) per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// Frames waiting for the validator; beyond this a frame is dropped (catch-up repairs).
-const VALIDATE_QUEUE: usize = 4096;
+const VALIDATE_QUEUE: usize = 2048;
 /// Local events taken from the outgoing queue at once, before the loop turns to other work.
 const OUTGOING_BURST: usize = 1024;
 /// Events the validator remembers having taken (see [`Seen`]).
