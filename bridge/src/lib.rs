@@ -6,14 +6,16 @@
 //!
 //! ```text
 //! relay A: client → ingest → writer (commit) → Bridge::outgoing
-//!   → node (GossipSub publish, message id = event id)
-//! relay B: node → mirror::validate (authorized source, id, signature, B's policy and rate
-//!   limits) → RelayPort::submit → B's writer → log → fan-out to B's subscribers
+//!   → node: outbox (a frame of the events of a few ms) → GossipSub publish (one signature)
+//! relay B: node → mirror::validate (authorized source; for every event in the frame: id,
+//!   signature, B's policy and rate limits) → RelayPort::submit, event by event in order
+//!   → B's writer → log → fan-out to B's subscribers
 //! ```
 //!
 //! Modules: `identity` (Solana keypair = PeerId), `registry` (where node entries come from),
 //! `authorize` (the cached authorized set, refresh, negative cache), `gate` (connection
-//! gating), `network` (the libp2p stack), `mirror` (message format, validation), `slice` and
+//! gating), `network` (the libp2p stack), `mirror` (frame format, validation), `outbox`
+//! (batching local events into frames), `seen` (events already taken), `slice` and
 //! `sync` (catch-up with negentropy, slice by slice), `catchups` (when catch-up sessions run,
 //! follow-ups after rate limits), `node` (the event loop), `redial` (per-address backoff),
 //! `throttle` (log and lookup rate limits), `status` and `metrics`.
@@ -28,9 +30,11 @@ pub mod metrics;
 pub mod mirror;
 pub mod network;
 pub mod node;
+pub mod outbox;
 pub mod port;
 pub mod redial;
 pub mod registry;
+pub mod seen;
 pub mod slice;
 pub mod status;
 pub mod sync;
@@ -71,7 +75,8 @@ pub struct Bridge {
 
 impl Bridge {
     /// Loads the node identity, reads the registry once, starts listening and dialling.
-    /// `max_event_bytes` is the relay's largest event: GossipSub's limit is raised to fit it.
+    /// `max_event_bytes` is the relay's largest event: GossipSub's limit is raised to fit a frame
+    /// holding it.
     /// `outgoing` receives the events to publish (see [`outgoing_channel`]).
     pub async fn start(
         cfg: &BridgeConfig,
@@ -96,8 +101,12 @@ impl Bridge {
         }
 
         let names = network::Names::new(&cfg.network)?;
-        let mut swarm =
-            network::build_swarm(identity.keypair.clone(), &names, authorizer.clone(), max_event_bytes + 4096)?;
+        let mut swarm = network::build_swarm(
+            identity.keypair.clone(),
+            &names,
+            authorizer.clone(),
+            mirror::max_frame_bytes(max_event_bytes) + 4096,
+        )?;
         for addr in &addrs.listen {
             swarm.listen_on(addr.clone()).with_context(|| format!("bridge cannot listen on {addr} (bridge.listen)"))?;
         }

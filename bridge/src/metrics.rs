@@ -29,11 +29,15 @@ pub const REVOKED: &str = "dephy_bridge_revoked_total";
 pub const WRONG_NETWORK: &str = "dephy_bridge_wrong_network_total";
 /// Counter: local events published on GossipSub.
 pub const PUBLISHED: &str = "dephy_bridge_published_total";
+/// Counter: GossipSub messages (frames of one or more local events) published.
+pub const PUBLISHED_FRAMES: &str = "dephy_bridge_published_frames_total";
 /// Counter: local events not published (label `reason`: no_peers, too_large, error).
 pub const PUBLISH_FAILED: &str = "dephy_bridge_publish_failed_total";
-/// Counter: gossip messages received, by validation result (label `result`: accepted, rejected,
-/// ignored (refused by this relay's policy), rate_limited (over its rate limits: fetched later
-/// by catch-up), overloaded (validation queue full)).
+/// Counter: events received in gossip frames, by validation result (label `result`: accepted,
+/// rejected (in a rejected frame), ignored (refused by this relay's policy, or in a frame from
+/// a publisher not authorized here), rate_limited (over its rate limits: fetched later by
+/// catch-up), duplicate (taken before from an identical copy), overloaded (validation queue
+/// full)).
 pub const RECEIVED: &str = "dephy_bridge_received_total";
 /// Counter: mirrored events newly stored (or, for ephemeral ones, delivered) locally.
 pub const INGESTED: &str = "dephy_bridge_ingested_total";
@@ -70,6 +74,7 @@ pub fn register() {
         REVOKED,
         WRONG_NETWORK,
         PUBLISHED,
+        PUBLISHED_FRAMES,
         INGESTED,
         SYNCED,
         SYNC_DEFERRED,
@@ -88,7 +93,7 @@ pub fn register() {
     for reason in ["no_peers", "too_large", "error"] {
         metrics::counter!(PUBLISH_FAILED, "reason" => reason).absolute(0);
     }
-    for result in ["accepted", "rejected", "ignored", "rate_limited", "overloaded"] {
+    for result in ["accepted", "rejected", "ignored", "rate_limited", "duplicate", "overloaded"] {
         metrics::counter!(RECEIVED, "result" => result).absolute(0);
     }
     for result in ["ok", "error"] {

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use libp2p::gossipsub::{
-    self, IdentTopic, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
-    ValidationMode,
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams, ValidationMode,
 };
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -37,6 +36,9 @@ pub const MAX_SYNC_REQUEST: u64 = 1024 * 1024;
 /// The names that keep networks apart.
 #[derive(Debug, Clone)]
 pub struct Names {
+    /// `bridge.network`.
+    pub network: String,
+    /// The event topic, `dephy/<network>/events/<frame format>`.
     pub topic: IdentTopic,
     /// Announced in identify; a peer with another value is disconnected.
     pub identify_version: String,
@@ -50,13 +52,20 @@ impl Names {
         let proto =
             |s: String| StreamProtocol::try_from_owned(s.clone()).with_context(|| format!("invalid protocol id {s}"));
         Ok(Self {
-            topic: IdentTopic::new(format!("dephy/{network}/events/1")),
+            network: network.to_string(),
+            topic: IdentTopic::new(format!("{}{}", events_topic_prefix(network), crate::mirror::FORMAT)),
             identify_version: format!("/dephy/{network}/1.0.0"),
             kad: proto(format!("/dephy/{network}/kad/1.0.0"))?,
             gossipsub_prefix: format!("/dephy/{network}/meshsub"),
             sync: proto(format!("/dephy/{network}/sync/2.0.0"))?,
         })
     }
+}
+
+/// The event topic of a network without its frame format number: `dephy/<network>/events/`.
+/// A peer subscribed to another format's topic runs an incompatible dephy-bridge version.
+pub fn events_topic_prefix(network: &str) -> String {
+    format!("dephy/{network}/events/")
 }
 
 /// GossipSub peer scoring for a small federation whose members are vetted by the registry.
@@ -125,8 +134,8 @@ pub struct Behaviour {
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
-/// Builds the swarm. `max_message` bounds one gossip message (the relay's max event size
-/// plus framing), raising GossipSub's 64 KiB default.
+/// Builds the swarm. `max_message` bounds one gossip message (the largest frame plus the
+/// protobuf envelope, see `mirror::max_frame_bytes`), raising GossipSub's 64 KiB default.
 pub fn build_swarm(
     keypair: Keypair,
     names: &Names,
@@ -151,8 +160,9 @@ pub fn build_swarm(
                 .validation_mode(ValidationMode::Strict)
                 .validate_messages()
                 .heartbeat_interval(Duration::from_millis(700))
-                // Gossip message id = the Nostr event id (the first 32 bytes of the payload).
-                .message_id_fn(|msg: &gossipsub::Message| MessageId::from(msg.data.get(..32).unwrap_or(&msg.data)))
+                // Message id: GossipSub's default, publisher and sequence number (every message is
+                // signed): a frame's copies from several forwarders are one message. Events are
+                // deduplicated by id after that (`seen.rs`, the relay's store).
                 .build()
                 .map_err(|e| format!("invalid GossipSub configuration: {e}"))?;
             let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossipsub_config)

@@ -1,7 +1,9 @@
 //! The node: one task that owns the libp2p swarm and reacts to everything that happens.
 //!
 //! Inputs, each a bounded queue or a timer:
-//! - local events to publish (from the relay's writer, via [`crate::Bridge::outgoing`]);
+//! - local events to publish (from the relay's writer, via [`crate::Bridge::outgoing`]),
+//!   batched into frames by the [`Outbox`], and the outbox's timer (a frame is due
+//!   [`crate::outbox::LINGER`] after its first event);
 //! - swarm events: connections, identify, Kademlia discoveries, GossipSub messages, catch-up
 //!   requests and responses;
 //! - validation verdicts from the validator task;
@@ -13,6 +15,8 @@
 //!   redialled with exponential backoff and jitter per address ([`crate::redial`]).
 //!
 //! What the operator sees, at most once a minute per peer: a peer of another network; a peer
+//! on another frame format's topic (another dephy-bridge version: gossip does not reach it,
+//! catch-up still does); a peer
 //! that closes our outbound connections right after they open, before its identify arrives
 //! (it refuses us: our wallet is not active in its registry, or it is on another network):
 //! the warning says so once and the redial backs off instead of repeating `catch-up failed`;
@@ -36,11 +40,13 @@ use crate::authorize::Authorizer;
 use crate::catchups::{CatchUps, RESYNC_DELAY};
 use crate::identity::{peer_of, wallet_of};
 use crate::metrics as m;
-use crate::mirror::{self, Verdict};
-use crate::network::{Behaviour, BehaviourEvent, Names};
+use crate::mirror::{self, Checked, Verdict};
+use crate::network::{Behaviour, BehaviourEvent, Names, events_topic_prefix};
+use crate::outbox::{Frame, Outbox};
 use crate::port::{Ingested, Outgoing, RelayPort, is_rate_limited};
 use crate::redial::Backoff;
 use crate::registry::NodeEntry;
+use crate::seen::Seen;
 use crate::status::Status;
 use crate::sync::{self, Requester, Responder, SyncResponse};
 use crate::throttle::KeyedThrottle;
@@ -54,6 +60,12 @@ pub(crate) const NO_SYNC_PROTOCOL: &str =
     "the peer does not speak this network's sync protocol (another bridge.network?)";
 /// At most one warning per peer (or registry entry) per interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
+/// Frames waiting for the validator; beyond this a frame is dropped (catch-up repairs).
+const VALIDATE_QUEUE: usize = 2048;
+/// Local events taken from the outgoing queue at once, before the loop turns to other work.
+const OUTGOING_BURST: usize = 1024;
+/// Events the validator remembers having taken (see [`Seen`]).
+const SEEN_EVENTS: usize = 65_536;
 
 /// What the loop remembers of each connected peer, for the operator's logs.
 struct Session {
@@ -122,7 +134,7 @@ impl Node {
         let (request_tx, mut requests) = mpsc::channel::<sync::Outbound>(256);
         let catch_ups = CatchUps::new(Requester(request_tx), self.relay.clone(), self.sync, self.status.clone());
         let (verdict_tx, mut verdicts) = mpsc::channel::<Verdicts>(4096);
-        let (validate_tx, validate_rx) = mpsc::channel::<(PeerId, MessageId, gossipsub::Message)>(8192);
+        let (validate_tx, validate_rx) = mpsc::channel::<(PeerId, MessageId, gossipsub::Message)>(VALIDATE_QUEUE);
         tokio::spawn(validator(
             validate_rx,
             verdict_tx,
@@ -143,11 +155,34 @@ impl Node {
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut discovery = tokio::time::interval(Duration::from_secs(30));
         discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outbox = Outbox::default();
+        // Fires when the outbox's frame is due; polled only while the outbox holds events.
+        let linger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(linger);
 
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                Some(out) = self.outgoing.recv() => self.publish(out),
+                Some(out) = self.outgoing.recv() => {
+                    // The event, and whatever else is already waiting, joins the outbox.
+                    let was_due = outbox.due();
+                    let frame = outbox.push(&out);
+                    self.publish(frame);
+                    for _ in 1..OUTGOING_BURST {
+                        let Ok(out) = self.outgoing.try_recv() else { break };
+                        let frame = outbox.push(&out);
+                        self.publish(frame);
+                    }
+                    if let Some(due) = outbox.due()
+                        && Some(due) != was_due
+                    {
+                        linger.as_mut().reset(due);
+                    }
+                }
+                _ = &mut linger, if outbox.due().is_some() => {
+                    let frame = outbox.take();
+                    self.publish(frame);
+                }
                 Some((id, source, acceptance)) = verdicts.recv() => {
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
                 }
@@ -231,16 +266,27 @@ impl Node {
     ) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
-                if let Err(mpsc::error::TrySendError::Full((source, id, _))) =
+                if let Err(mpsc::error::TrySendError::Full((source, id, message))) =
                     workers.validate.try_send((propagation_source, message_id, message))
                 {
                     // Overloaded: drop without penalty; catch-up repairs what is missed.
-                    metrics::counter!(m::RECEIVED, "result" => "overloaded").increment(1);
+                    let events = mirror::claimed_count(&message.data).max(1);
+                    metrics::counter!(m::RECEIVED, "result" => "overloaded").increment(events as u64);
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                         &id,
                         &source,
                         MessageAcceptance::Ignore,
                     );
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
+                if topic != self.names.topic.hash()
+                    && topic.as_str().starts_with(&events_topic_prefix(&self.names.network)) =>
+            {
+                if self.warnings.peers.allow(&peer_id) {
+                    tracing::warn!(peer = %peer_id, wallet = %wallet_str(&peer_id), theirs = %topic,
+                        ours = %self.names.topic, "peer publishes events in another frame format (topic {topic}, this node {}): it runs another dephy-bridge version; gossip between the two does not flow, only catch-up brings its events — run the same version on both (logged at most once a minute per peer)",
+                        self.names.topic);
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
@@ -311,21 +357,27 @@ impl Node {
         }
     }
 
-    fn publish(&mut self, out: Outgoing) {
+    /// Publishes a frame of local events, if there is one.
+    fn publish(&mut self, frame: Option<Frame>) {
+        let Some(Frame { data, events }) = frame else { return };
+        let events = events as u64;
         let topic = self.names.topic.clone();
-        match self.swarm.behaviour_mut().gossipsub.publish(topic, mirror::encode(&out.id, &out.json)) {
-            Ok(_) => metrics::counter!(m::PUBLISHED).increment(1),
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+            Ok(_) => {
+                metrics::counter!(m::PUBLISHED).increment(events);
+                metrics::counter!(m::PUBLISHED_FRAMES).increment(1);
+            }
             Err(PublishError::Duplicate) => {}
             Err(PublishError::NoPeersSubscribedToTopic) => {
-                // Peers that connect later reconcile it during catch-up.
-                metrics::counter!(m::PUBLISH_FAILED, "reason" => "no_peers").increment(1);
+                // Peers that connect later reconcile them during catch-up.
+                metrics::counter!(m::PUBLISH_FAILED, "reason" => "no_peers").increment(events);
             }
             Err(PublishError::MessageTooLarge) => {
-                metrics::counter!(m::PUBLISH_FAILED, "reason" => "too_large").increment(1);
+                metrics::counter!(m::PUBLISH_FAILED, "reason" => "too_large").increment(events);
             }
             Err(e) => {
-                metrics::counter!(m::PUBLISH_FAILED, "reason" => "error").increment(1);
-                tracing::warn!(error = %e, "could not publish an event to peers");
+                metrics::counter!(m::PUBLISH_FAILED, "reason" => "error").increment(events);
+                tracing::warn!(error = %e, events, "could not publish a frame of events to peers");
             }
         }
     }
@@ -424,9 +476,10 @@ impl Node {
     }
 }
 
-/// Validates gossip messages in arrival order and submits accepted events in that order. An
-/// event over the relay's rate limits is dropped without penalty and fetched later from its
-/// forwarder by a catch-up session (see [`crate::catchups`]).
+/// Validates gossip frames in arrival order and submits the events it takes in that order
+/// (queued one after the other, their commits awaited together). An event over the relay's
+/// rate limits is dropped without penalty and fetched later from its forwarder by a catch-up
+/// session (see [`crate::catchups`]).
 async fn validator(
     mut rx: mpsc::Receiver<(PeerId, MessageId, gossipsub::Message)>,
     verdicts: mpsc::Sender<Verdicts>,
@@ -434,30 +487,53 @@ async fn validator(
     relay: Arc<dyn RelayPort>,
     catch_ups: CatchUps,
 ) {
+    let mut seen = Seen::new(SEEN_EVENTS);
     while let Some((source, id, message)) = rx.recv().await {
-        let verdict = mirror::validate(&message, &source, &authorizer, &relay);
+        let verdict = mirror::validate(&message, &source, &authorizer, &relay, &mut seen);
         let _ = verdicts.send((id, source, verdict.acceptance())).await;
         match verdict {
-            Verdict::Accept(event) => {
-                metrics::counter!(m::RECEIVED, "result" => "accepted").increment(1);
-                let committing = relay.submit(event).await;
-                tokio::spawn(async move {
-                    if committing.await == Ingested::New {
-                        metrics::counter!(m::INGESTED).increment(1);
+            Verdict::Accept(events) => {
+                let mut committing = Vec::with_capacity(events.len());
+                let mut rate_limited = false;
+                for checked in events {
+                    match checked {
+                        Checked::Take(event) => {
+                            metrics::counter!(m::RECEIVED, "result" => "accepted").increment(1);
+                            committing.push(relay.submit(event).await);
+                        }
+                        Checked::Seen => metrics::counter!(m::RECEIVED, "result" => "duplicate").increment(1),
+                        Checked::Refused(reason) if is_rate_limited(&reason) => {
+                            metrics::counter!(m::RECEIVED, "result" => "rate_limited").increment(1);
+                            rate_limited = true;
+                        }
+                        Checked::Refused(reason) => {
+                            metrics::counter!(m::RECEIVED, "result" => "ignored").increment(1);
+                            tracing::debug!(%source, %reason, "mirrored event ignored by local policy");
+                        }
                     }
-                });
+                }
+                if rate_limited {
+                    catch_ups.request(source, RESYNC_DELAY);
+                }
+                if !committing.is_empty() {
+                    tokio::spawn(async move {
+                        for committed in committing {
+                            if committed.await == Ingested::New {
+                                metrics::counter!(m::INGESTED).increment(1);
+                            }
+                        }
+                    });
+                }
             }
             Verdict::Reject(reason) => {
-                metrics::counter!(m::RECEIVED, "result" => "rejected").increment(1);
-                tracing::info!(%source, %reason, "gossip message rejected");
-            }
-            Verdict::Ignore(reason) if is_rate_limited(&reason) => {
-                metrics::counter!(m::RECEIVED, "result" => "rate_limited").increment(1);
-                catch_ups.request(source, RESYNC_DELAY);
+                let events = mirror::claimed_count(&message.data).max(1);
+                metrics::counter!(m::RECEIVED, "result" => "rejected").increment(events as u64);
+                tracing::info!(%source, %reason, "gossip frame rejected");
             }
             Verdict::Ignore(reason) => {
-                metrics::counter!(m::RECEIVED, "result" => "ignored").increment(1);
-                tracing::debug!(%source, %reason, "gossip message ignored by local policy");
+                let events = mirror::claimed_count(&message.data).max(1);
+                metrics::counter!(m::RECEIVED, "result" => "ignored").increment(events as u64);
+                tracing::debug!(%source, %reason, "gossip frame ignored");
             }
         }
     }

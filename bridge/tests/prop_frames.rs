@@ -1,6 +1,7 @@
-//! Property tests of what federation peers send: GossipSub event messages
-//! (`mirror::validate`), catch-up frames through the CBOR request-response codec the swarm
-//! uses (same size limits), the responder (`sync::Responder`) fed arbitrary negentropy
+//! Property tests of what federation peers send: GossipSub event frames (`mirror::decode`,
+//! `mirror::validate`: hostile headers and lengths, damaged events inside frames), catch-up
+//! frames through the CBOR request-response codec the swarm uses (same size limits), the
+//! responder (`sync::Responder`) fed arbitrary negentropy
 //! messages and slices, and the initiator (`sync::catch_up`) talking to a hostile peer. No
 //! panic; nothing but valid, asked-for, correctly signed events gets in; decoding stays within
 //! the configured sizes; and both sides stay within their bounds whatever the peer asks or
@@ -16,6 +17,7 @@ use std::time::Duration;
 use dephy_bridge::authorize::Authorizer;
 use dephy_bridge::network::{MAX_SYNC_REQUEST, MAX_SYNC_RESPONSE};
 use dephy_bridge::registry::{NodeEntry, StaticRegistry};
+use dephy_bridge::seen::Seen;
 use dephy_bridge::slice::Slice;
 use dephy_bridge::sync::{self, Outbound, Requester, Responder, SyncLimits, SyncRequest, SyncResponse};
 use dephy_bridge::{Committing, Ingested, Inventory, RelayPort, mirror};
@@ -167,26 +169,61 @@ fn gossip() -> &'static Gossip {
 proptest! {
     #![proptest_config(config(1000))]
 
-    /// A gossip payload, valid or damaged: accepted only when it is exactly a valid signed
-    /// event under its own id.
+    /// A gossip frame of one or more events, valid or damaged: accepted only when every event
+    /// in it is a valid signed event under its own id; then exactly its events are handed on,
+    /// in order, each taken or refused by the relay's policy on its own.
     #[test]
-    fn gossip_payloads(event in event(), damage in ops(), raw in prop::option::weighted(0.2, prop::collection::vec(any::<u8>(), 0..200))) {
+    fn gossip_frames(events in prop::collection::vec(event(), 1..6), damage in ops(), raw in prop::option::weighted(0.2, prop::collection::vec(any::<u8>(), 0..200))) {
         let g = gossip();
-        let json = event.as_json();
-        let clean = mirror::encode(&event.id.to_bytes(), &json);
+        let jsons: Vec<String> = events.iter().map(|e| e.as_json()).collect();
+        let mut frame = mirror::FrameBuilder::new();
+        for (event, json) in events.iter().zip(&jsons) {
+            frame.push(&event.id.to_bytes(), json);
+        }
+        let clean = frame.finish();
         let data = raw.unwrap_or_else(|| mutate(clean.clone(), &damage));
         let message = Message { source: Some(g.peer), data: data.clone(), sequence_number: Some(1), topic: TopicHash::from_raw("t") };
-        match mirror::validate(&message, &g.peer, &g.authorizer, &g.relay) {
-            mirror::Verdict::Accept(got) => {
-                prop_assert_eq!(&data[..32], got.id.as_bytes());
-                prop_assert!(got.verify().is_ok());
+        let mut seen = Seen::new(0);
+        match mirror::validate(&message, &g.peer, &g.authorizer, &g.relay, &mut seen) {
+            mirror::Verdict::Accept(checked) => {
+                let entries = mirror::decode(&data).expect("an accepted frame decodes");
+                prop_assert_eq!(entries.len(), checked.len());
+                for ((id, json), c) in entries.iter().zip(&checked) {
+                    match c {
+                        mirror::Checked::Take(got) => {
+                            prop_assert_eq!(&id[..], got.id.as_bytes());
+                            prop_assert!(got.verify().is_ok());
+                            prop_assert!(json.len() <= 4096);
+                        }
+                        mirror::Checked::Refused(_) => prop_assert!(json.len() > 4096),
+                        mirror::Checked::Seen => prop_assert!(false, "nothing is remembered with capacity 0"),
+                    }
+                }
                 if data == clean {
-                    prop_assert_eq!(got, event);
+                    let taken: Vec<&Event> = checked.iter().filter_map(|c| match c { mirror::Checked::Take(e) => Some(e), _ => None }).collect();
+                    let expected: Vec<&Event> = events.iter().zip(&jsons).filter(|(_, j)| j.len() <= 4096).map(|(e, _)| e).collect();
+                    prop_assert_eq!(taken, expected);
                 }
             }
             mirror::Verdict::Reject(reason) | mirror::Verdict::Ignore(reason) => {
-                prop_assert!(data != clean || json.len() > 4096, "the clean payload was refused: {}", reason);
+                prop_assert!(data != clean, "the clean frame was refused: {}", reason);
             }
+        }
+    }
+
+    /// Frames whose header claims more events than the cap, or more than the bytes hold, are
+    /// refused from the header alone (before any event is read or anything allocated for them).
+    #[test]
+    fn oversized_frame_claims_are_refused(count in 0u16.., body in prop::collection::vec(any::<u8>(), 0..400)) {
+        let mut data = vec![mirror::FORMAT];
+        data.extend_from_slice(&count.to_be_bytes());
+        data.extend_from_slice(&body);
+        let result = mirror::decode(&data);
+        if count == 0 || usize::from(count) > mirror::MAX_FRAME_EVENTS || usize::from(count) * 36 > body.len() {
+            prop_assert!(result.is_err());
+        }
+        if let Ok(entries) = result {
+            prop_assert_eq!(entries.len(), usize::from(count));
         }
     }
 
