@@ -12,9 +12,11 @@ mod idle;
 mod ingest;
 mod nagle;
 mod populate;
+mod proc_cpu;
 mod proc_status;
 mod proofs;
 mod req;
+mod req_cpu;
 mod rlimit;
 mod sender;
 mod soak;
@@ -45,6 +47,8 @@ enum Command {
     Populate(populate::Args),
     /// DePHY-style REQ latency (REQ sent to EOSE received) against a populated database.
     Req(req::Args),
+    /// Relay CPU time per simple REQ (one tag value, `limit 1`) from many connections.
+    ReqCpu(req_cpu::Args),
     /// Live delivery latency from one publisher to many subscribers.
     Fanout(fanout::Args),
     /// Hold many idle connections open and report the relay's memory.
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest::run(url, args).await,
         Command::Populate(args) => populate::run(url, args).await,
         Command::Req(args) => req::run(url, args).await,
+        Command::ReqCpu(args) => req_cpu::run(url, args, fd_limit).await,
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
         Command::Nagle(args) => nagle::run(url, args).await,
