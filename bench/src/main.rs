@@ -17,6 +17,7 @@ mod proc_cpu;
 mod proc_status;
 mod proofs;
 mod req;
+mod req_cpu;
 mod rlimit;
 mod sender;
 mod soak;
@@ -49,6 +50,8 @@ enum Command {
     Req(req::Args),
     /// Bytes on disk per stored event (SQLite: DB + WAL + SHM after the relay checkpointed).
     Disk(disk::Args),
+    /// Relay CPU time per simple REQ (one tag value, `limit 1`) from many connections.
+    ReqCpu(req_cpu::Args),
     /// Live delivery latency from one publisher to many subscribers.
     Fanout(fanout::Args),
     /// Hold many idle connections open and report the relay's memory.
@@ -101,6 +104,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Populate(args) => populate::run(url, args).await,
         Command::Req(args) => req::run(url, args).await,
         Command::Disk(args) => disk::run(url, args).await,
+        Command::ReqCpu(args) => req_cpu::run(url, args, fd_limit).await,
         Command::Fanout(args) => fanout::run(url, args, fd_limit).await,
         Command::Idle(args) => idle::run(url, args, fd_limit).await,
         Command::Nagle(args) => nagle::run(url, args).await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 /// CPU time (utime + stime) process `pid` has used so far.
-pub fn cpu_time(pid: u32) -> Result<Duration> {
+pub fn cpu_time(pid: impl std::fmt::Display) -> Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| {
         format!(

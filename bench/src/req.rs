@@ -6,6 +6,9 @@
 //!   (`#s`, `#p`, `authors`, `until: now`, `limit: 1`);
 //! - `recent`: five machines of a session over the past 3 days (`since`, `limit: 100`);
 //! - `session`: a page of a session's history (`limit: 50`).
+//!
+//! With `--relay-pid`, the relay's CPU time per query and its memory after the load are
+//! reported too.
 
 use std::time::Duration;
 
@@ -17,7 +20,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::conn::{self, Footprint, RelayMessage, Ws};
 use crate::events::{self, DEPHY_KIND};
-use crate::stats::Percentiles;
+use crate::proc_cpu::cpu_time;
+use crate::proc_status::{Memory, mib};
+use crate::stats::{Percentiles, round3};
 use crate::summary;
 use crate::workload::{Population, session_name};
 
@@ -34,6 +39,10 @@ pub struct Args {
     /// Concurrent connections, each running its queries one after the other.
     #[arg(long, default_value_t = 4, value_parser = crate::at_least_one)]
     connections: usize,
+    /// Process id of the relay, for its CPU time per query and its memory after the load
+    /// (e.g. `$(pgrep dephy-relay)`).
+    #[arg(long)]
+    relay_pid: Option<u32>,
     #[command(flatten)]
     population: Population,
 }
@@ -98,6 +107,8 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     for query in queries {
         shares[query.index % connections].push(query);
     }
+    let relay_pid = args.relay_pid.map(|pid| pid.to_string());
+    let cpu_before = relay_pid.as_deref().map(cpu_time).transpose()?;
     let started = Instant::now();
     let workers: Vec<_> =
         sockets.into_iter().zip(shares).map(|(ws, share)| tokio::spawn(run_queries(ws, share))).collect();
@@ -106,7 +117,14 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         outcomes.extend(worker.await.context("a query task panicked")??);
     }
     let elapsed = started.elapsed();
-    report(&outcomes, args.queries, connections, elapsed);
+    let relay = match relay_pid.as_deref() {
+        Some(pid) => {
+            let cpu = cpu_time(pid)?.saturating_sub(cpu_before.unwrap_or_default());
+            Some((cpu, Memory::of(pid)?))
+        }
+        None => None,
+    };
+    report(&outcomes, args.queries, connections, elapsed, relay);
     Ok(())
 }
 
@@ -157,7 +175,7 @@ fn plan(population: &Population, count: usize, now: u64) -> Vec<Query> {
 }
 
 /// SplitMix64: a fixed, well-spread pseudo-random sequence, so runs are comparable.
-fn splitmix64(seed: u64) -> u64 {
+pub fn splitmix64(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -196,7 +214,14 @@ async fn run_queries(mut ws: Ws, queries: Vec<Query>) -> Result<Vec<Outcome>> {
 }
 
 /// Print per-shape and overall percentiles, then the JSON summary.
-fn report(outcomes: &[Outcome], queries: usize, connections: usize, elapsed: Duration) {
+/// `relay`: the relay's CPU time over the run and its memory after it, when its pid is known.
+fn report(
+    outcomes: &[Outcome],
+    queries: usize,
+    connections: usize,
+    elapsed: Duration,
+    relay: Option<(Duration, Memory)>,
+) {
     let latencies = |shape: Option<Shape>| -> Vec<Duration> {
         outcomes
             .iter()
@@ -238,6 +263,13 @@ fn report(outcomes: &[Outcome], queries: usize, connections: usize, elapsed: Dur
     fields.insert("events_returned".into(), json!(returned));
     if let Value::Object(overall_fields) = overall.json() {
         fields.extend(overall_fields);
+    }
+    if let Some((cpu, memory)) = relay {
+        let us_per_query = cpu.as_secs_f64() * 1e6 / queries as f64;
+        println!("relay: {:.2}s CPU, {us_per_query:.1} us per query; after the load {memory}", cpu.as_secs_f64());
+        fields.insert("relay_cpu_us_per_query".into(), json!(round3(us_per_query)));
+        fields.insert("relay_rss_mib".into(), json!(round3(mib(memory.rss))));
+        fields.insert("relay_anon_mib".into(), json!(round3(mib(memory.anon))));
     }
     summary::print("req", Value::Object(fields));
 }

@@ -397,6 +397,8 @@ impl Connection {
             returned.extend(batch.iter().map(|e| e.seq).filter(|seq| *seq > visible));
             budget.charge_page(&self.subscriber.usage, bytes);
             let wt = self.write_timeout;
+            // The last batch goes out with the EOSE, in one write.
+            let last = results.is_finished();
             let written = bulk::hold_while_progressing(slot, async {
                 for e in batch {
                     let text = match after_seq {
@@ -406,7 +408,7 @@ impl Connection {
                     drop(e);
                     feed(wt, sink, text).await?;
                 }
-                flush(wt, sink).await
+                if last { Ok(()) } else { flush(wt, sink).await }
             })
             .await;
             budget.release_page(&self.subscriber.usage, bytes);

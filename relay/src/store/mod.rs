@@ -322,13 +322,19 @@ impl Store {
 
     /// One page of keys of a streamed query (a pooled read connection is held only meanwhile).
     pub async fn fetch_keys(&self, built: sql::Built) -> Result<Vec<stream::Key>, StoreError> {
-        Ok(with_pool!(self, read pool => ops::fetch_keys(pool, built).await)?)
+        match self {
+            Self::Sqlite(s) => s.fetch_keys(built).await,
+            Self::Postgres(s) => Ok(ops::fetch_keys(&s.pool, built).await?),
+        }
     }
 
     /// `(seq, json)` of those of `seqs` still stored, in no particular order.
     pub async fn fetch_raw(&self, seqs: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
         let built = sql::select_raw(seqs, self.dialect());
-        let rows = with_pool!(self, read pool => ops::fetch_events(pool, built).await)?;
+        let rows = match self {
+            Self::Sqlite(s) => s.fetch_raw(built).await?,
+            Self::Postgres(s) => ops::fetch_events(&s.pool, built).await?,
+        };
         Ok(rows.into_iter().map(|e| (e.seq, e.json)).collect())
     }
 

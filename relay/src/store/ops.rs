@@ -645,7 +645,8 @@ where
     Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
 }
 
-/// Runs a built key page ([`super::sql::select_keys`]): `(seq, created_at, id, bytes)` rows.
+/// Runs a built key page ([`super::sql::select_keys`]): `(seq, created_at, id, bytes)` rows,
+/// with the JSON as a fifth column when the page asked for it.
 pub async fn fetch_keys<'e, DB, E>(exec: E, built: Built) -> Result<Vec<super::stream::Key>, sqlx::Error>
 where
     DB: Database,
@@ -653,7 +654,7 @@ where
     E: Executor<'e, Database = DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB> + Decode<'t, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     let rows = bind(sqlx::query::<DB>(sqlx::AssertSqlSafe(built.sql)), built.params).fetch_all(exec).await?;
@@ -662,7 +663,14 @@ where
             let id: Vec<u8> = r.try_get(2)?;
             let id: [u8; 32] = id.try_into().map_err(|_| sqlx::Error::Decode("stored id is not 32 bytes".into()))?;
             let bytes: i64 = r.try_get(3)?;
-            Ok(super::stream::Key { seq: r.try_get(0)?, created_at: r.try_get(1)?, id, bytes: bytes.max(0) as usize })
+            let raw: Option<String> = if r.len() > 4 { r.try_get(4)? } else { None };
+            Ok(super::stream::Key {
+                seq: r.try_get(0)?,
+                created_at: r.try_get(1)?,
+                id,
+                bytes: bytes.max(0) as usize,
+                raw,
+            })
         })
         .collect()
 }

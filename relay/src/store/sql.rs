@@ -96,8 +96,28 @@ impl Order {
     }
 }
 
-/// The `FROM ... WHERE ...` part shared by SELECT and COUNT.
-fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
+/// The tag condition a filter's rows are driven from: a single-valued one if any (most
+/// selective letter first), else a multi-valued one; none when ids pin the rows already.
+fn driver(tags: &[(char, Vec<String>)], f: &Filter) -> Option<usize> {
+    if f.ids.is_some() {
+        return None;
+    }
+    tags.iter().enumerate().min_by_key(|(_, (c, v))| (v.len() > 1, tag_preference(*c))).map(|(i, _)| i)
+}
+
+/// Whether `f` is driven from one tag value without `kinds`: the tag index has `kind` before
+/// `created_at`, so newest-first order needs every row of the value joined and sorted unless
+/// the query pins the kind (see [`select_keys`]'s `kind_guard`).
+pub fn has_kindless_tag_driver(f: &Filter) -> bool {
+    let tags: Vec<(char, Vec<String>)> =
+        f.generic_tags.iter().map(|(t, v)| (t.as_char(), v.iter().cloned().collect())).collect();
+    f.kinds.is_none() && driver(&tags, f).is_some_and(|i| tags[i].1.len() == 1)
+}
+
+/// The `FROM ... WHERE ...` part shared by SELECT and COUNT. With `kind_guard`, a kindless
+/// single-valued tag driver only matches when every row of its value has one kind, and is
+/// then pinned to it (index order, so `LIMIT` stops early).
+fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (String, Order) {
     let mut tags: Vec<(char, Vec<String>)> = f
         .generic_tags
         .iter()
@@ -105,12 +125,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
         .collect();
     // Drive from one tag condition unless ids pin the rows already: a single-valued one
     // (joined, so the index yields rows in order) if any, else a multi-valued one (IN subquery).
-    let driver = if f.ids.is_none() {
-        tags.iter().enumerate().min_by_key(|(_, (c, v))| (v.len() > 1, tag_preference(*c))).map(|(i, _)| i)
-    } else {
-        None
-    };
-    let driver = driver.map(|i| tags.remove(i));
+    let driver = driver(&tags, f).map(|i| tags.remove(i));
     let kinds =
         |b: &mut Builder| f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))));
     let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(super::ts(t))));
@@ -127,6 +142,14 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
             write!(sql, " JOIN tags t ON t.seq = e.seq AND t.name = {name} AND t.value = {value}").ok();
             if let Some(l) = kinds(b) {
                 conds.push(format!("t.kind IN {l}"));
+            } else if kind_guard {
+                let mut of_value = |agg: &str| {
+                    let n = b.bind(Param::Text(letter.to_string()));
+                    let v = b.bind(super::tag_value(&values[0], b.dialect));
+                    format!("(SELECT {agg}(g.kind) FROM tags g WHERE g.name = {n} AND g.value = {v})")
+                };
+                let (pin, min, max) = (of_value("MIN"), of_value("MIN"), of_value("MAX"));
+                conds.push(format!("t.kind = {pin} AND {min} = {max}"));
             }
             if let Some(p) = since(b) {
                 conds.push(format!("t.created_at >= {p}"));
@@ -193,7 +216,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64) -> (String, Order) {
 /// events after arrival sequence `after`, oldest first.
 pub fn select(f: &Filter, limit: usize, now: i64, after: Option<i64>, dialect: Dialect) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
-    let (fw, order) = from_where(&mut b, f, now);
+    let (fw, order) = from_where(&mut b, f, now, false);
     let (cursor, order) = match after {
         Some(seq) => (format!(" AND e.seq > {}", b.bind(Param::Int(seq))), "ORDER BY e.seq ASC"),
         None => (String::new(), order.clause()),
@@ -215,12 +238,24 @@ pub enum Resume {
     Seq(i64),
 }
 
+/// JSON of at most this many bytes comes with its key when a page asks for it (see
+/// [`select_keys`]); larger events are read afterwards, in batches.
+pub const INLINE_RAW_BYTES: usize = 4096;
+
 /// One page of keys (`seq, created_at, id, octet_length(raw)`) for a streamed query: rows of
-/// `f` committed at or below `upto`, continuing after `resume`, at most `limit`.
+/// `f` committed at or below `upto`, continuing after `resume`, at most `limit`. With
+/// `inline_raw`, a fifth column holds the event's JSON when it is at most
+/// [`INLINE_RAW_BYTES`] (NULL otherwise): the row is read for the filter anyway, so a small
+/// result costs one statement instead of a key page and a JSON batch.
 ///
 /// Newest-first pages use a keyset on the plan's own order, so every page is one index range
 /// scan: `(created_at, id)` on the events plan, `(t.created_at, t.idp)` on the tag-driven plan
 /// (idp sorts like id). With `after` (cursor mode) rows have `seq > after`, in arrival order.
+///
+/// With `kind_guard` (for [`has_kindless_tag_driver`] filters), the page is read in index
+/// order when the tag value's rows all have one kind (the usual case) and is empty otherwise:
+/// an empty guarded page is then read again without the guard.
+#[allow(clippy::too_many_arguments)]
 pub fn select_keys(
     f: &Filter,
     limit: usize,
@@ -228,10 +263,12 @@ pub fn select_keys(
     after: Option<i64>,
     upto: i64,
     resume: &Resume,
+    inline_raw: bool,
+    kind_guard: bool,
     dialect: Dialect,
 ) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
-    let (fw, order) = from_where(&mut b, f, now);
+    let (fw, order) = from_where(&mut b, f, now, kind_guard);
     let mut conds = format!(" AND e.seq <= {}", b.bind(Param::Int(upto)));
     let order_by = match after {
         Some(seq) => {
@@ -257,16 +294,24 @@ pub fn select_keys(
         }
     };
     let limit = b.bind(Param::Int(limit as i64));
+    let raw = match inline_raw {
+        true => format!(", CASE WHEN octet_length(e.raw) <= {INLINE_RAW_BYTES} THEN e.raw END"),
+        false => String::new(),
+    };
     let sql = format!(
-        "SELECT e.seq, e.created_at, e.id, CAST(octet_length(e.raw) AS BIGINT){fw}{conds} {order_by} LIMIT {limit}"
+        "SELECT e.seq, e.created_at, e.id, CAST(octet_length(e.raw) AS BIGINT){raw}{fw}{conds} {order_by} LIMIT {limit}"
     );
     Built { sql, params: b.params }
 }
 
 /// `SELECT seq, raw` of the given sequences (any order; rows deleted meanwhile are absent).
+///
+/// The `IN` list is padded (repeating the last sequence) to a power of two, so a handful of
+/// statement texts serve every batch and each read connection keeps them prepared.
 pub fn select_raw(seqs: &[i64], dialect: Dialect) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
-    let l = b.list(seqs.iter().map(|s| Param::Int(*s)));
+    let pad = seqs.last().copied().into_iter().cycle().take(seqs.len().next_power_of_two() - seqs.len());
+    let l = b.list(seqs.iter().copied().chain(pad).map(Param::Int));
     Built { sql: format!("SELECT seq, raw FROM events WHERE seq IN {l}"), params: b.params }
 }
 
@@ -276,7 +321,7 @@ pub fn count(filters: &[Filter], now: i64, dialect: Dialect) -> Built {
     let parts: Vec<String> = filters
         .iter()
         .map(|f| {
-            let (fw, _) = from_where(&mut b, f, now);
+            let (fw, _) = from_where(&mut b, f, now, false);
             format!("SELECT e.seq{fw}")
         })
         .collect();
@@ -307,7 +352,8 @@ mod tests {
     fn keyset_on_tag_plan_uses_created_at_and_idp() {
         let f = Filter::from_json(r##"{"#p":["aa"],"kinds":[1573]}"##).unwrap();
         let id = [0x80u8; 32];
-        let built = select_keys(&f, 4, 50, None, 99, &Resume::After { created_at: 7, id }, Dialect::Postgres);
+        let built =
+            select_keys(&f, 4, 50, None, 99, &Resume::After { created_at: 7, id }, false, false, Dialect::Postgres);
         assert!(built.sql.contains("AND e.seq <= $"), "{}", built.sql);
         assert!(built.sql.contains("(t.created_at < $6 OR (t.created_at = $7 AND t.idp > $8))"), "{}", built.sql);
         assert!(built.sql.ends_with("ORDER BY t.created_at DESC, t.idp ASC LIMIT $9"), "{}", built.sql);
@@ -321,24 +367,53 @@ mod tests {
     fn keyset_on_events_plan_uses_created_at_and_id() {
         let f = Filter::new().kind(nostr::Kind::from(1u16));
         let id = [3u8; 32];
-        let built = select_keys(&f, 2, 50, None, 10, &Resume::After { created_at: 5, id }, Dialect::Sqlite);
+        let built =
+            select_keys(&f, 2, 50, None, 10, &Resume::After { created_at: 5, id }, false, false, Dialect::Sqlite);
         assert!(built.sql.contains("(e.created_at < ? OR (e.created_at = ? AND e.id > ?))"), "{}", built.sql);
         assert!(built.sql.ends_with("ORDER BY e.created_at DESC, e.id ASC LIMIT ?"), "{}", built.sql);
         assert_eq!(built.params[5], Param::Bytes(id.to_vec()));
         // First page: no keyset bound, only the visibility bound.
-        let first = select_keys(&f, 2, 50, None, 10, &Resume::Start, Dialect::Sqlite);
+        let first = select_keys(&f, 2, 50, None, 10, &Resume::Start, true, false, Dialect::Sqlite);
         assert!(!first.sql.contains("created_at <"), "{}", first.sql);
         assert!(first.sql.contains("AND e.seq <= ?"), "{}", first.sql);
+        assert!(first.sql.contains(", CASE WHEN octet_length(e.raw) <= 4096 THEN e.raw END FROM"), "{}", first.sql);
     }
 
     #[test]
     fn keyset_in_cursor_mode_is_on_seq() {
         let f = Filter::new().kind(nostr::Kind::from(1u16));
-        let first = select_keys(&f, 8, 50, Some(3), 100, &Resume::Start, Dialect::Postgres);
+        let first = select_keys(&f, 8, 50, Some(3), 100, &Resume::Start, false, false, Dialect::Postgres);
         assert!(first.sql.contains("AND e.seq <= $3 AND e.seq > $4 ORDER BY e.seq ASC LIMIT $5"), "{}", first.sql);
         assert_eq!(first.params[3], Param::Int(3));
-        let next = select_keys(&f, 8, 50, Some(3), 100, &Resume::Seq(40), Dialect::Postgres);
+        let next = select_keys(&f, 8, 50, Some(3), 100, &Resume::Seq(40), false, false, Dialect::Postgres);
         assert_eq!(next.params[3], Param::Int(40));
+    }
+
+    #[test]
+    fn kindless_tag_driver_is_pinned_to_the_values_only_kind() {
+        let f = Filter::from_json(r##"{"#p":["aa"],"limit":1}"##).unwrap();
+        assert!(has_kindless_tag_driver(&f));
+        let built = select_keys(&f, 1, 50, None, 9, &Resume::Start, true, true, Dialect::Postgres);
+        assert!(
+            built.sql.contains(
+                "t.kind = (SELECT MIN(g.kind) FROM tags g WHERE g.name = $3 AND g.value = $4) AND (SELECT MIN(g.kind) FROM tags g WHERE g.name = $5 AND g.value = $6) = (SELECT MAX(g.kind) FROM tags g WHERE g.name = $7 AND g.value = $8)"
+            ),
+            "{}",
+            built.sql
+        );
+        assert_eq!(built.params[7], Param::Text("aa".into()));
+        // Kinds given, several values, or no tag: nothing to guard.
+        for json in [r##"{"#p":["aa"],"kinds":[1]}"##, r##"{"#p":["aa","bb"]}"##, r##"{"kinds":[1]}"##] {
+            assert!(!has_kindless_tag_driver(&Filter::from_json(json).unwrap()), "{json}");
+        }
+    }
+
+    #[test]
+    fn raw_batches_pad_to_a_power_of_two() {
+        let built = select_raw(&[4, 9, 7], Dialect::Postgres);
+        assert!(built.sql.ends_with("WHERE seq IN ($1,$2,$3,$4)"), "{}", built.sql);
+        assert_eq!(built.params[3], Param::Int(7));
+        assert_eq!(select_raw(&[1, 2, 3, 4], Dialect::Sqlite).params.len(), 4);
     }
 
     #[test]

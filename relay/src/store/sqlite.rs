@@ -1,6 +1,6 @@
-//! SQLite backend: one writer connection (group commits), a pool of readers, WAL journal,
-//! `synchronous = FULL` so an acknowledged event survives a crash or power loss, and the file
-//! memory-mapped (up to 1 GiB) for reads.
+//! SQLite backend: one writer connection (group commits), read connections (a sqlx pool, and
+//! the leased connections of REQ in `readers`), WAL journal, `synchronous = FULL` so an
+//! acknowledged event survives a crash or power loss, and no memory map.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::ops::{self, WriteSql};
 use super::sql::{Built, Dialect};
+use super::stream::Key;
 use super::{IndexedEvent, StoreError, StoredEvent, WriteOutcome};
 use crate::config::StoreConfig;
 
@@ -29,13 +30,19 @@ const WAL_KEEP_BYTES: i64 = 4 << 20;
 /// snapshot (it holds back the writer meanwhile); it is simply retried on a later tick.
 const TRUNCATE_WAIT_MS: u32 = 50;
 
-/// Page cache of each read connection, KiB (anonymous memory: 8 readers x 8 MiB at most).
-const READER_CACHE_KIB: u32 = 8192;
+/// Page cache of each read connection, KiB (anonymous memory: 2 x 8 readers x 2 MiB at
+/// most). The interior pages of the indexes a query walks stay cached; other pages come from
+/// the OS page cache, a `pread` each.
+const READER_CACHE_KIB: u32 = 2048;
+
+mod readers;
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    /// The read connections of REQ (key pages and JSON batches).
+    readers: std::sync::Arc<readers::Readers>,
     checkpointer: SqlitePool,
     sql: std::sync::Arc<WriteSql>,
 }
@@ -71,11 +78,17 @@ impl SqliteStore {
             .await?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         super::migrations::migrator(super::migrations::SQLITE).await?.run(&writer).await?;
+        let read_opts = opts.read_only(true).pragma("cache_size", format!("-{READER_CACHE_KIB}"));
+        // A read connection is a local file handle that cannot silently drop: no ping round
+        // trip to its worker thread before each query (the pool still pings on release).
         let reader = SqlitePoolOptions::new()
             .max_connections(cfg.read_connections.max(1))
-            .connect_with(opts.read_only(true).pragma("cache_size", format!("-{READER_CACHE_KIB}")))
+            .test_before_acquire(false)
+            .connect_with(read_opts.clone())
             .await?;
-        let store = Self { writer, reader, checkpointer, sql: std::sync::Arc::new(WriteSql::new(Dialect::Sqlite)) };
+        let readers = std::sync::Arc::new(readers::Readers::new(read_opts, cfg.read_connections as usize));
+        let sql = std::sync::Arc::new(WriteSql::new(Dialect::Sqlite));
+        let store = Self { writer, reader, readers, checkpointer, sql };
         tokio::spawn(store.clone().checkpoint_wal());
         Ok(store)
     }
@@ -89,6 +102,18 @@ impl SqliteStore {
 
     pub async fn fetch_events(&self, built: Built) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(ops::fetch_events(&self.reader, built).await?)
+    }
+
+    /// One page of keys of a streamed query, on a leased read connection.
+    pub async fn fetch_keys(&self, built: Built) -> Result<Vec<Key>, StoreError> {
+        let mut conn = self.readers.lease().await?;
+        Ok(ops::fetch_keys(&mut *conn, built).await?)
+    }
+
+    /// A batch of `(seq, raw)` rows, on a leased read connection.
+    pub async fn fetch_raw(&self, built: Built) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.readers.lease().await?;
+        Ok(ops::fetch_events(&mut *conn, built).await?)
     }
 
     pub async fn fetch_count(&self, built: Built) -> Result<u64, StoreError> {
@@ -160,6 +185,7 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.checkpointer.close().await;
+        self.readers.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }

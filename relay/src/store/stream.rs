@@ -9,6 +9,10 @@
 //! the next keys is then read in one batch of about `target_bytes`. Memory per running query:
 //! O(filters x page) keys plus one batch; a pooled connection is held only during a query.
 //!
+//! Small pages (at most [`INLINE_ROWS`] keys in a round, the usual `limit 1` to a few
+//! hundred) bring the JSON of small events with their keys, so most REQs are one statement
+//! per filter and no JSON batch read.
+//!
 //! [`KeyPages`] reads only the keys of one filter's matches, page by page: the inventory a
 //! NIP-77 negentropy session reconciles (`socket/negentropy.rs`).
 
@@ -41,6 +45,9 @@ const fn max_page(filters: usize) -> usize {
 }
 /// Most events in one batch of JSON.
 const MAX_BATCH: usize = 64;
+/// Most keys of one round that carry their JSON (at most [`sql::INLINE_RAW_BYTES`] each, so
+/// at most 1 MiB), split between the filters.
+const INLINE_ROWS: usize = 256;
 
 /// The sort key and size of one stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,8 @@ pub struct Key {
     pub id: [u8; 32],
     /// Size of the stored JSON, bytes.
     pub bytes: usize,
+    /// The stored JSON, when the page read it along (see [`sql::select_keys`]).
+    pub raw: Option<String>,
 }
 
 /// One filter's position in its result.
@@ -61,10 +70,14 @@ struct Cursor {
     page: usize,
     /// Largest page (this cursor's share of [`KEYS_PER_ROUND`]).
     max_page: usize,
+    /// Largest page that reads the JSON along (this cursor's share of [`INLINE_ROWS`]).
+    inline_rows: usize,
     buf: VecDeque<Key>,
     resume: Resume,
     /// The database has no more rows for this filter.
     exhausted: bool,
+    /// Driven from one tag value without kinds: pages are first read with the kind guard.
+    kindless: bool,
 }
 
 impl Cursor {
@@ -98,9 +111,11 @@ impl ResultStream {
                 remaining: f.limit.unwrap_or(default_limit).min(max_limit),
                 page: first_page(filters.len()),
                 max_page: max_page(filters.len()),
+                inline_rows: INLINE_ROWS / filters.len().max(1),
                 buf: VecDeque::new(),
                 resume: Resume::Start,
                 exhausted: false,
+                kindless: sql::has_kindless_tag_driver(f),
             })
             .collect();
         Self { cursors, after, upto, now: super::now_secs(), finished: false }
@@ -117,14 +132,18 @@ impl ResultStream {
     /// removed from every cursor whose head it is (an event two filters match sits at both
     /// heads, because every key before it in either cursor sorts before it and was emitted).
     fn pick(&mut self) -> Option<Key> {
-        let best = self.cursors.iter().filter_map(Cursor::head).min_by(|a, b| self.order(a, b))?.clone();
+        let best = self.cursors.iter().filter_map(Cursor::head).min_by(|a, b| self.order(a, b))?.seq;
+        let mut picked: Option<Key> = None;
         for c in &mut self.cursors {
-            if c.head().is_some_and(|h| h.seq == best.seq) {
-                c.buf.pop_front();
+            if c.head().is_some_and(|h| h.seq == best) {
+                let key = c.buf.pop_front().expect("a cursor with a head has a key");
                 c.remaining -= 1;
+                if picked.as_ref().is_none_or(|p| p.raw.is_none()) {
+                    picked = Some(key);
+                }
             }
         }
-        Some(best)
+        picked
     }
 
     async fn fill(&mut self, store: &Store) -> Result<(), StoreError> {
@@ -132,7 +151,9 @@ impl ResultStream {
         for c in self.cursors.iter_mut().filter(|c| c.needs_page()) {
             let k = c.remaining.min(c.page);
             c.page = (c.page * 2).min(c.max_page);
-            let keys = store.fetch_keys(sql::select_keys(&c.filter, k, now, after, upto, &c.resume, dialect)).await?;
+            let inline = k <= c.inline_rows;
+            let page = |guard| sql::select_keys(&c.filter, k, now, after, upto, &c.resume, inline, guard, dialect);
+            let keys = fetch_page(store, c.kindless, page).await?;
             c.exhausted = keys.len() < k;
             if let Some(last) = keys.last() {
                 c.resume = match after {
@@ -143,6 +164,11 @@ impl ResultStream {
             c.buf.extend(keys);
         }
         Ok(())
+    }
+
+    /// Whether the result is known to be complete (the next batch is empty).
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// The next key in merged order, or `None` at the end.
@@ -160,28 +186,45 @@ impl ResultStream {
     /// done; empty means done). Events deleted since their key was read are skipped.
     pub async fn next_batch(&mut self, store: &Store, target_bytes: usize) -> Result<Vec<StoredEvent>, StoreError> {
         while !self.finished {
-            let (mut seqs, mut bytes) = (Vec::new(), 0usize);
-            while bytes < target_bytes && seqs.len() < MAX_BATCH {
+            // Keys in order, with their JSON when the page brought it.
+            let (mut keys, mut bytes) = (Vec::new(), 0usize);
+            while bytes < target_bytes && keys.len() < MAX_BATCH {
                 match self.next_key(store).await? {
                     Some(k) => {
                         bytes += k.bytes;
-                        seqs.push(k.seq);
+                        keys.push((k.seq, k.raw));
                     }
                     None => break,
                 }
             }
-            if seqs.is_empty() {
+            if keys.is_empty() {
                 break;
             }
-            let mut raw: HashMap<i64, String> = store.fetch_raw(&seqs).await?.into_iter().collect();
-            let out: Vec<StoredEvent> =
-                seqs.into_iter().filter_map(|seq| raw.remove(&seq).map(|json| StoredEvent { seq, json })).collect();
+            let missing: Vec<i64> = keys.iter().filter(|(_, raw)| raw.is_none()).map(|(seq, _)| *seq).collect();
+            let mut raw: HashMap<i64, String> = match missing.is_empty() {
+                true => HashMap::new(),
+                false => store.fetch_raw(&missing).await?.into_iter().collect(),
+            };
+            let out: Vec<StoredEvent> = keys
+                .into_iter()
+                .filter_map(|(seq, json)| json.or_else(|| raw.remove(&seq)).map(|json| StoredEvent { seq, json }))
+                .collect();
             if !out.is_empty() {
                 return Ok(out);
             }
         }
         Ok(Vec::new())
     }
+}
+
+/// One page of keys built by `page(kind_guard)`: with `kindless`, the guarded page first (one
+/// index range scan when the tag value has one kind), and the unguarded one if that is empty.
+async fn fetch_page(store: &Store, kindless: bool, page: impl Fn(bool) -> sql::Built) -> Result<Vec<Key>, StoreError> {
+    let keys = store.fetch_keys(page(kindless)).await?;
+    if kindless && keys.is_empty() {
+        return store.fetch_keys(page(false)).await;
+    }
+    Ok(keys)
 }
 
 /// The keys of one filter's matches, newest first, in keyset pages (never the events' JSON).
@@ -205,8 +248,9 @@ impl KeyPages {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let built = sql::select_keys(&self.filter, k, self.now, None, i64::MAX, &self.resume, store.dialect());
-        let keys = store.fetch_keys(built).await?;
+        let (now, dialect) = (self.now, store.dialect());
+        let page = |guard| sql::select_keys(&self.filter, k, now, None, i64::MAX, &self.resume, false, guard, dialect);
+        let keys = fetch_page(store, sql::has_kindless_tag_driver(&self.filter), page).await?;
         self.remaining = if keys.len() < k { 0 } else { self.remaining - keys.len() };
         if let Some(last) = keys.last() {
             self.resume = Resume::After { created_at: last.created_at, id: last.id };
@@ -220,7 +264,7 @@ mod tests {
     use super::*;
 
     fn key(seq: i64, created_at: i64, id: u8) -> Key {
-        Key { seq, created_at, id: [id; 32], bytes: 10 }
+        Key { seq, created_at, id: [id; 32], bytes: 10, raw: None }
     }
 
     fn stream(after: Option<i64>, lists: Vec<(usize, Vec<Key>)>) -> ResultStream {
@@ -231,9 +275,11 @@ mod tests {
                 remaining: limit,
                 page: first_page(1),
                 max_page: max_page(1),
+                inline_rows: INLINE_ROWS,
                 buf: keys.into(),
                 resume: Resume::Start,
                 exhausted: true,
+                kindless: false,
             })
             .collect();
         ResultStream { cursors, after, upto: i64::MAX, now: 0, finished: false }
