@@ -189,17 +189,17 @@ fn parse_event(raw: &RawValue) -> Result<(Box<Event>, String), ParseError> {
     let text = raw.get();
     if let Ok(exact) = serde_json::from_str::<ExactEvent>(text)
         && let Ok(kind) = u16::try_from(exact.kind)
+        && let (Ok(id), Ok(pubkey), Ok(sig)) = (
+            EventId::from_hex(exact.id),
+            PublicKey::from_hex(exact.pubkey),
+            exact.sig.parse::<nostr::secp256k1::schnorr::Signature>(),
+        )
     {
-        let event = Event::new(
-            exact.id,
-            exact.pubkey,
-            exact.created_at,
-            Kind::from(kind),
-            exact.tags,
-            exact.content,
-            exact.sig,
-        );
-        let json = if is_compact(text) { text.to_owned() } else { event.as_json() };
+        // Served verbatim only if canonical: compact, and ids, keys and signature in lowercase
+        // hex (clients match events by the id string they compute).
+        let canonical = is_compact(text) && [exact.id, exact.pubkey, exact.sig].iter().all(|h| is_lower_hex(h));
+        let event = Event::new(id, pubkey, exact.created_at, Kind::from(kind), exact.tags, exact.content, sig);
+        let json = if canonical { text.to_owned() } else { event.as_json() };
         return Ok((Box::new(event), json));
     }
     let event = parse_event_lenient(raw)?;
@@ -211,14 +211,19 @@ fn parse_event(raw: &RawValue) -> Result<(Box<Event>, String), ParseError> {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExactEvent<'a> {
-    id: EventId,
-    pubkey: PublicKey,
+    id: &'a str,
+    pubkey: &'a str,
     created_at: Timestamp,
     kind: u64,
     tags: Vec<Tag>,
     #[serde(borrow)]
     content: Cow<'a, str>,
-    sig: nostr::secp256k1::schnorr::Signature,
+    sig: &'a str,
+}
+
+/// Whether a hex string is in NIP-01's canonical lowercase form.
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether JSON text has no whitespace outside its strings (one pass, no allocation).
@@ -469,6 +474,9 @@ mod tests {
         assert_eq!(json_of(format!("[\"EVENT\",{pretty}]")), event.as_json());
         let extra = event.as_json().replacen('{', r#"{"extra":1,"#, 1);
         assert_eq!(json_of(format!("[\"EVENT\",{extra}]")), event.as_json());
+        // Uppercase hex (valid, but not NIP-01's form): re-serialized in lowercase.
+        let upper = event.as_json().replace(&event.id.to_hex(), &event.id.to_hex().to_uppercase());
+        assert_eq!(json_of(format!("[\"EVENT\",{upper}]")), event.as_json());
         assert!(is_compact(r#"{"content":"a b\" c","x":[1,2]}"#));
         assert!(!is_compact(r#"{"content":"a\\", "x":1}"#));
     }
