@@ -14,16 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nostr::prelude::*;
 use serde_json::json;
 
-use crate::events::{self, Dephy};
+use crate::events;
 use crate::stats::round3;
-use crate::workload::derive_keys;
 use crate::{sender, summary};
 
-/// Machines the run's events are spread over (`p` tags), as in `ingest`.
-const MACHINES: usize = 100;
 /// The database files, relative to `--db-dir`.
 const FILES: [&str; 3] = ["relay.db", "relay.db-wal", "relay.db-shm"];
 /// How often the file sizes are polled while waiting for the checkpoint.
@@ -65,21 +61,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     let before = sizes(&args.db_dir)?;
     let session = events::unique_session("disk");
     println!("disk: {} events over {} connections, session {session}", args.events, args.connections);
-    let authors: Vec<Keys> = (0..args.authors).map(|a| derive_keys("disk-author", a)).collect();
-    let machines: Vec<PublicKey> = (0..MACHINES).map(|m| derive_keys("machine", m).public_key()).collect();
-    let created_at = Timestamp::now();
-    let messages = events::sign_parallel(args.events, move |i| {
-        let event = Dephy {
-            author: &authors[i % authors.len()],
-            session: &session,
-            machine: &machines[i % machines.len()],
-            created_at,
-            seq: i as u64,
-        }
-        .sign()?;
-        Ok(events::wire(&event))
-    })
-    .await?;
+    let messages = events::sign_now(args.events, &session, "disk-author", args.authors).await?;
     let json_bytes =
         messages.iter().map(|m| m.len() - r#"["EVENT",]"#.len()).sum::<usize>() as f64 / args.events as f64;
 

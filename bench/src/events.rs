@@ -91,3 +91,29 @@ where
     println!("signed {count} events in {:.1}s", started.elapsed().as_secs_f64());
     Ok(signed)
 }
+
+/// Machines the events of [`sign_now`] are spread over (`p` tags).
+const NOW_MACHINES: usize = 100;
+
+/// `count` EVENT messages of DePHY events created now in `session`, signed in parallel by
+/// `authors` keys derived from `author_label` (round-robin) and spread over 100 machines:
+/// the publishing workload of `ingest` and `disk`.
+pub async fn sign_now(count: usize, session: &str, author_label: &str, authors: usize) -> Result<Vec<String>> {
+    let authors: Vec<Keys> = (0..authors).map(|a| crate::workload::derive_keys(author_label, a)).collect();
+    let machines: Vec<PublicKey> =
+        (0..NOW_MACHINES).map(|m| crate::workload::derive_keys("machine", m).public_key()).collect();
+    let created_at = Timestamp::now();
+    let session = session.to_string();
+    sign_parallel(count, move |i| {
+        let event = Dephy {
+            author: &authors[i % authors.len()],
+            session: &session,
+            machine: &machines[i % machines.len()],
+            created_at,
+            seq: i as u64,
+        }
+        .sign()?;
+        Ok(wire(&event))
+    })
+    .await
+}

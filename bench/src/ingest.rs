@@ -3,16 +3,11 @@
 //! acknowledged events per second, the relay sending OK only once an event is committed.
 
 use anyhow::Result;
-use nostr::prelude::*;
 use serde_json::json;
 
-use crate::events::{self, Dephy};
+use crate::events;
 use crate::stats::round3;
-use crate::workload::derive_keys;
 use crate::{proc_cpu, sender, summary};
-
-/// Machines the run's events are spread over (`p` tags).
-const MACHINES: usize = 100;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,21 +36,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         "ingest: {} events over {} connections, window {}, {} authors, session {session}",
         args.events, args.connections, args.window, args.authors
     );
-    let authors: Vec<Keys> = (0..args.authors).map(|a| derive_keys("ingest-author", a)).collect();
-    let machines: Vec<PublicKey> = (0..MACHINES).map(|m| derive_keys("machine", m).public_key()).collect();
-    let created_at = Timestamp::now();
-    let messages = events::sign_parallel(args.events, move |i| {
-        let event = Dephy {
-            author: &authors[i % authors.len()],
-            session: &session,
-            machine: &machines[i % machines.len()],
-            created_at,
-            seq: i as u64,
-        }
-        .sign()?;
-        Ok(events::wire(&event))
-    })
-    .await?;
+    let messages = events::sign_now(args.events, &session, "ingest-author", args.authors).await?;
 
     let cpu_before = args.relay_pid.map(proc_cpu::cpu_time).transpose()?;
     let report = sender::send_all(url, messages, args.connections, args.window, None).await?;
