@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod limits;
 pub mod listener;
 pub mod logapi;
+pub mod memory;
 pub mod metrics;
 pub mod node_id;
 pub mod protocol;

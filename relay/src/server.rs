@@ -129,6 +129,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let release_memory = tokio::spawn(crate::memory::release_freed());
     let checkpoints = tokio::spawn(crate::checkpoint::run(state.clone(), keys.clone(), anchor));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -169,6 +170,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     tracing::info!("shutting down: closing connections");
     housekeeping.abort();
+    release_memory.abort();
     checkpoints.abort();
     let tracker = state.tracker.clone();
     tracker.close();
