@@ -256,8 +256,9 @@ pub fn validate(
         if event.id.as_bytes() != id {
             return Verdict::Reject(format!("event {n} of {count}: the frame's id is not the event id"));
         }
-        if let Err(e) = event.verify() {
-            return Verdict::Reject(format!("event {n} of {count}: invalid event: {e}"));
+        if let Err(e) = relay.verify(&event) {
+            let reason = e.strip_prefix("invalid: ").unwrap_or(&e);
+            return Verdict::Reject(format!("event {n} of {count}: invalid event: {reason}"));
         }
         verified.push(Some((event, json)));
     }

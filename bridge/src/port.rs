@@ -57,6 +57,14 @@ pub trait RelayPort: Send + Sync + 'static {
     /// [`RelayPort::submit`].
     fn check(&self, event: &Event, json_len: usize, forwarder: &[u8; 32]) -> Result<(), String>;
 
+    /// Checks an event's id and signature, before [`RelayPort::check`]. The default is nostr's
+    /// own check; the relay supplies the one its clients' events pass, which hashes the id in
+    /// one pass and keeps recent authors' keys decoded (a follower checks every event it
+    /// mirrors). `Err` holds the reason.
+    fn verify(&self, event: &Event) -> Result<(), String> {
+        event.verify().map_err(|e| e.to_string())
+    }
+
     /// Hands an event from a peer to the relay's ingest path (stored, or fanned out for
     /// ephemeral kinds). The outer future resolves once the event is queued, so events
     /// submitted one after the other are written in that order (a session chain's `prev`

@@ -41,6 +41,11 @@ impl RelayPort for Port {
         state.ingest.check_peer(event, json_len, forwarder)
     }
 
+    fn verify(&self, event: &Event) -> Result<(), String> {
+        let state = self.state.upgrade().ok_or(STOPPING)?;
+        state.ingest.verify(event)
+    }
+
     // The outer future resolves once the event is queued (so peers' events keep their order),
     // the `Committing` it yields once it is committed: yielding a future is the point.
     #[allow(clippy::async_yields_async)]

@@ -249,7 +249,7 @@ fn admit(relay: &Arc<dyn RelayPort>, json: &str, asked: &[[u8; 32]], peer: &[u8;
     if !asked.contains(&event.id.to_bytes()) {
         return Err("invalid: an event that was not asked for".into());
     }
-    event.verify().map_err(|e| format!("invalid: {e}"))?;
+    relay.verify(&event).map_err(|e| format!("invalid: {}", e.strip_prefix("invalid: ").unwrap_or(&e)))?;
     relay.check(&event, json.len(), peer)?;
     Ok(event)
 }

@@ -133,6 +133,12 @@ impl Ingest {
         self.writer.submit(indexed).await
     }
 
+    /// Checks an event's id and signature as a client's event is checked (an `invalid:`
+    /// message otherwise): for events from federation peers, which the bridge verifies.
+    pub fn verify(&self, event: &Event) -> Result<(), String> {
+        verify::verify(event, &self.keys)
+    }
+
     /// The write policy for an event from a federation peer, whose id and signature the
     /// bridge has verified; `peer` is the wallet of the peer that forwarded it. The same as a
     /// client's event passes, in the same order: the per-peer rate limit (in place of the

@@ -23,8 +23,12 @@ const PAGE_SIZE: u32 = 8192;
 /// WAL size beyond which the background checkpoint rewinds it: 64 MiB.
 const WAL_RESTART_BYTES: i64 = 64 << 20;
 
-/// WAL file size kept when the WAL is rewound (`journal_size_limit`).
-const WAL_KEEP_BYTES: i64 = 4 << 20;
+/// WAL file size kept when the WAL is rewound (`journal_size_limit`): more than a rewind
+/// leaves behind, so that a busy WAL is overwritten in place. Writing into a file cut short
+/// costs the kernel a block allocation and a zeroed page per frame (~10.5 µs of system time
+/// per 8 KiB frame on these machines, against ~6.8 µs to overwrite); an idle WAL is still
+/// truncated to nothing (see `checkpoint_wal`).
+const WAL_KEEP_BYTES: i64 = 2 * WAL_RESTART_BYTES;
 
 /// How long the idle truncation of a fully checkpointed WAL may wait for readers of an older
 /// snapshot (it holds back the writer meanwhile); it is simply retried on a later tick.
