@@ -49,7 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{BridgeConfig, RegistryConfig};
-pub use port::{Committing, Ingested, Inventory, Outgoing, RelayPort};
+pub use port::{Committing, Ingested, Inventory, Outgoing, Received, RelayPort};
 pub use status::Status;
 
 use authorize::{Authorizer, Standing};

@@ -25,11 +25,10 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 use libp2p::gossipsub::{Message, MessageAcceptance};
-use nostr::{Event, JsonUtil as _};
 
 use crate::authorize::Authorizer;
 use crate::identity::wallet_of;
-use crate::port::RelayPort;
+use crate::port::{Received, RelayPort};
 use crate::seen::Seen;
 
 /// The frame format this node writes and reads (first byte of every frame).
@@ -175,7 +174,7 @@ pub fn decode(data: &[u8]) -> Result<Vec<(&[u8; 32], &str)>, String> {
 #[derive(Debug)]
 pub enum Checked {
     /// Valid and within this relay's policy: ingest it.
-    Take(Event),
+    Take(Received),
     /// Valid, refused by this relay's policy (the reason, with its NIP-01 prefix).
     Refused(String),
     /// Taken before, from an identical copy: skipped unparsed.
@@ -249,27 +248,23 @@ pub fn validate(
             continue;
         }
         let n = n + 1;
-        let event = match Event::from_json(json) {
-            Ok(event) => event,
-            Err(e) => return Verdict::Reject(format!("event {n} of {count}: not a Nostr event: {e}")),
+        let received = match relay.read(json) {
+            Ok(received) => received,
+            Err(e) => return Verdict::Reject(format!("event {n} of {count}: {e}")),
         };
-        if event.id.as_bytes() != id {
+        if received.event.id.as_bytes() != id {
             return Verdict::Reject(format!("event {n} of {count}: the frame's id is not the event id"));
         }
-        if let Err(e) = relay.verify(&event) {
-            let reason = e.strip_prefix("invalid: ").unwrap_or(&e);
-            return Verdict::Reject(format!("event {n} of {count}: invalid event: {reason}"));
-        }
-        verified.push(Some((event, json)));
+        verified.push(Some((received, json)));
     }
     let checked = verified
         .into_iter()
         .map(|event| match event {
             None => Checked::Seen,
-            Some((event, json)) => match relay.check(&event, json.len(), &forwarder_wallet) {
+            Some((received, json)) => match relay.check(&received.event, json.len(), &forwarder_wallet) {
                 Ok(()) => {
-                    seen.insert(event.id.as_bytes(), json);
-                    Checked::Take(event)
+                    seen.insert(received.event.id.as_bytes(), json);
+                    Checked::Take(received)
                 }
                 Err(reason) => Checked::Refused(reason),
             },
@@ -284,10 +279,10 @@ mod tests {
 
     use futures_util::future::BoxFuture;
     use libp2p::gossipsub::TopicHash;
-    use nostr::{EventBuilder, Keys, Kind};
+    use nostr::{Event, EventBuilder, JsonUtil as _, Keys, Kind};
 
     use super::*;
-    use crate::port::{Committing, Ingested, Inventory};
+    use crate::port::{Committing, Ingested, Inventory, Received};
     use crate::registry::NodeEntry;
     use crate::registry::static_list::StaticRegistry;
 
@@ -300,7 +295,7 @@ mod tests {
         fn check(&self, _event: &Event, json_len: usize, _forwarder: &[u8; 32]) -> Result<(), String> {
             if json_len > self.max_json { Err("invalid: event too large".into()) } else { Ok(()) }
         }
-        fn submit(&self, _event: Event) -> BoxFuture<'static, Committing> {
+        fn submit(&self, _event: Received) -> BoxFuture<'static, Committing> {
             let committed: Committing = Box::pin(std::future::ready(Ingested::New));
             Box::pin(std::future::ready(committed))
         }
@@ -335,7 +330,7 @@ mod tests {
             Verdict::Accept(events) => events
                 .into_iter()
                 .filter_map(|c| match c {
-                    Checked::Take(e) => Some(e),
+                    Checked::Take(e) => Some(e.event),
                     _ => None,
                 })
                 .collect(),
@@ -436,7 +431,7 @@ mod tests {
         assert_eq!(verdict.acceptance(), MessageAcceptance::Accept);
         let Verdict::Accept(checked) = verdict else { unreachable!() };
         assert_eq!(checked.iter().filter(|c| matches!(c, Checked::Seen)).count(), 5);
-        assert!(matches!(&checked[2], Checked::Take(e) if *e == fresh));
+        assert!(matches!(&checked[2], Checked::Take(e) if e.event == fresh && e.json == fresh_json));
         // Only copies: valid, nothing to take, not forwarded.
         let verdict = validate(&message(good, frame(&entries[..2])), &good, &auth, &relay, seen);
         assert_eq!(verdict.acceptance(), MessageAcceptance::Ignore);

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use nostr::Event;
+use nostr::{Event, JsonUtil as _};
 
 use crate::slice::Slice;
 
@@ -18,6 +18,14 @@ pub struct Outgoing {
     pub id: [u8; 32],
     /// The event's JSON, as stored.
     pub json: Arc<str>,
+}
+
+/// An event from a peer, read and checked (id and signature) by [`RelayPort::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub event: Event,
+    /// The JSON to store and serve: the peer's own text when it is canonical.
+    pub json: String,
 }
 
 /// What became of an event from a peer.
@@ -57,19 +65,23 @@ pub trait RelayPort: Send + Sync + 'static {
     /// [`RelayPort::submit`].
     fn check(&self, event: &Event, json_len: usize, forwarder: &[u8; 32]) -> Result<(), String>;
 
-    /// Checks an event's id and signature, before [`RelayPort::check`]. The default is nostr's
-    /// own check; the relay supplies the one its clients' events pass, which hashes the id in
-    /// one pass and keeps recent authors' keys decoded (a follower checks every event it
-    /// mirrors). `Err` holds the reason.
-    fn verify(&self, event: &Event) -> Result<(), String> {
-        event.verify().map_err(|e| e.to_string())
+    /// Reads the JSON of an event received from a peer and checks its id and signature, before
+    /// [`RelayPort::check`]. The default is nostr's reading and check, re-serialized; the relay
+    /// supplies the path its clients' events take (one-pass reading that keeps a canonical
+    /// text as it is, the id hashed in one pass, recent authors' keys kept decoded), since a
+    /// follower reads and checks every event it mirrors. `Err` holds the reason.
+    fn read(&self, json: &str) -> Result<Received, String> {
+        let event = Event::from_json(json).map_err(|e| format!("not a Nostr event: {e}"))?;
+        event.verify().map_err(|e| format!("invalid event: {e}"))?;
+        let json = event.as_json();
+        Ok(Received { event, json })
     }
 
     /// Hands an event from a peer to the relay's ingest path (stored, or fanned out for
     /// ephemeral kinds). The outer future resolves once the event is queued, so events
     /// submitted one after the other are written in that order (a session chain's `prev`
     /// must arrive before its successor); the returned future resolves once it is committed.
-    fn submit(&self, event: Event) -> BoxFuture<'static, Committing>;
+    fn submit(&self, event: Received) -> BoxFuture<'static, Committing>;
 
     /// `(created_at, id)` of the stored events in `slice` that a peer may hold too (the
     /// relay's own checkpoints excluded), for reconciliation: at most `limit` of them (any

@@ -20,7 +20,7 @@ use dephy_bridge::registry::{NodeEntry, StaticRegistry};
 use dephy_bridge::seen::Seen;
 use dephy_bridge::slice::Slice;
 use dephy_bridge::sync::{self, Outbound, Requester, Responder, SyncLimits, SyncRequest, SyncResponse};
-use dephy_bridge::{Committing, Ingested, Inventory, RelayPort, mirror};
+use dephy_bridge::{Committing, Ingested, Inventory, Received, RelayPort, mirror};
 use futures_util::future::BoxFuture;
 use libp2p::gossipsub::{Message, TopicHash};
 use libp2p::request_response::Codec as _;
@@ -73,8 +73,8 @@ impl RelayPort for MemRelay {
     fn check(&self, _event: &Event, json_len: usize, _forwarder: &[u8; 32]) -> Result<(), String> {
         if json_len > self.max_json { Err("invalid: event too large".into()) } else { Ok(()) }
     }
-    fn submit(&self, event: Event) -> BoxFuture<'static, Committing> {
-        self.submitted.lock().unwrap().push(event);
+    fn submit(&self, event: Received) -> BoxFuture<'static, Committing> {
+        self.submitted.lock().unwrap().push(event.event);
         let committed: Committing = Box::pin(std::future::ready(Ingested::New));
         Box::pin(std::future::ready(committed))
     }
@@ -191,8 +191,8 @@ proptest! {
                 for ((id, json), c) in entries.iter().zip(&checked) {
                     match c {
                         mirror::Checked::Take(got) => {
-                            prop_assert_eq!(&id[..], got.id.as_bytes());
-                            prop_assert!(got.verify().is_ok());
+                            prop_assert_eq!(&id[..], got.event.id.as_bytes());
+                            prop_assert!(got.event.verify().is_ok());
                             prop_assert!(json.len() <= 4096);
                         }
                         mirror::Checked::Refused(_) => prop_assert!(json.len() > 4096),
@@ -200,7 +200,7 @@ proptest! {
                     }
                 }
                 if data == clean {
-                    let taken: Vec<&Event> = checked.iter().filter_map(|c| match c { mirror::Checked::Take(e) => Some(e), _ => None }).collect();
+                    let taken: Vec<&Event> = checked.iter().filter_map(|c| match c { mirror::Checked::Take(e) => Some(&e.event), _ => None }).collect();
                     let expected: Vec<&Event> = events.iter().zip(&jsons).filter(|(_, j)| j.len() <= 4096).map(|(e, _)| e).collect();
                     prop_assert_eq!(taken, expected);
                 }

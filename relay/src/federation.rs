@@ -10,7 +10,7 @@
 use std::sync::{Arc, Weak};
 
 use dephy_bridge::slice::Slice;
-use dephy_bridge::{Committing, Ingested, Inventory, RelayPort};
+use dephy_bridge::{Committing, Ingested, Inventory, Received, RelayPort};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use nostr::Event;
@@ -41,21 +41,25 @@ impl RelayPort for Port {
         state.ingest.check_peer(event, json_len, forwarder)
     }
 
-    fn verify(&self, event: &Event) -> Result<(), String> {
+    /// A peer's event is read and checked as a client's EVENT is (`protocol::read_event`, then
+    /// the ingest stage's id and signature check), and its text kept when it is canonical.
+    fn read(&self, json: &str) -> Result<Received, String> {
         let state = self.state.upgrade().ok_or(STOPPING)?;
-        state.ingest.verify(event)
+        let (event, json) = crate::protocol::read_event(json)?;
+        state.ingest.verify(&event)?;
+        Ok(Received { event: *event, json })
     }
 
     // The outer future resolves once the event is queued (so peers' events keep their order),
     // the `Committing` it yields once it is committed: yielding a future is the point.
     #[allow(clippy::async_yields_async)]
-    fn submit(&self, event: Event) -> BoxFuture<'static, Committing> {
+    fn submit(&self, event: Received) -> BoxFuture<'static, Committing> {
         let state = self.state.clone();
         async move {
             let Some(state) = state.upgrade() else {
                 return async { Ingested::Refused(STOPPING.into()) }.boxed();
             };
-            match state.ingest.submit_peer(event).await {
+            match state.ingest.submit_peer(event.event, event.json).await {
                 None => async { Ingested::New }.boxed(),
                 Some(rx) => async move {
                     match rx.await {

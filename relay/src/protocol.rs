@@ -181,6 +181,13 @@ fn parse_neg(kind: &str, rest: &[&RawValue], bounds: Bounds) -> Result<ClientMes
     }
 }
 
+/// Reads one event's JSON (from a federation peer) as an EVENT's event is read: the event and
+/// its JSON as stored and served (see [`parse_event`]); the error is an `invalid:` reason.
+pub fn read_event(text: &str) -> Result<(Box<Event>, String), String> {
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| format!("invalid: malformed JSON: {e}"))?;
+    parse_event(raw).map_err(|e| e.to_string())
+}
+
 /// Parses an event and gives its JSON as stored and served: the client's text itself when it
 /// has exactly the seven NIP-01 keys and no whitespace outside strings (what every client
 /// library sends), so nothing is re-serialized; otherwise (unknown keys, insignificant

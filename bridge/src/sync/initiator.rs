@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
-use nostr::{Event, JsonUtil as _};
 
 use super::{
     FETCH_BATCH, FRAME_LIMIT, FUTURE_SLACK_SECS, MAX_FRAME_IN, MAX_ROUNDS_PER_SLICE, MAX_SLICES, Requester, SyncLimits,
@@ -28,7 +27,7 @@ use super::{
 };
 use crate::identity::wallet_of;
 use crate::metrics as m;
-use crate::port::{Ingested, RelayPort, is_rate_limited};
+use crate::port::{Ingested, Received, RelayPort, is_rate_limited};
 use crate::slice::Slice;
 
 /// Interval of the progress log line of a long session.
@@ -183,7 +182,7 @@ impl Session<'_> {
                 }
             }
             // In creation order, so a session chain's predecessor is written before its successor.
-            admitted.sort_by_key(|e| e.created_at);
+            admitted.sort_by_key(|e| e.event.created_at);
             let mut committing = Vec::with_capacity(admitted.len());
             for event in admitted {
                 committing.push(self.relay.submit(event).await);
@@ -244,12 +243,11 @@ fn kind(response: &SyncResponse) -> &'static str {
 }
 
 /// Checks a fetched event: one we asked for, valid id and signature, within the relay's policy.
-fn admit(relay: &Arc<dyn RelayPort>, json: &str, asked: &[[u8; 32]], peer: &[u8; 32]) -> Result<Event, String> {
-    let event = Event::from_json(json).map_err(|e| format!("invalid: not an event: {e}"))?;
-    if !asked.contains(&event.id.to_bytes()) {
+fn admit(relay: &Arc<dyn RelayPort>, json: &str, asked: &[[u8; 32]], peer: &[u8; 32]) -> Result<Received, String> {
+    let received = relay.read(json).map_err(|e| format!("invalid: {}", e.strip_prefix("invalid: ").unwrap_or(&e)))?;
+    if !asked.contains(&received.event.id.to_bytes()) {
         return Err("invalid: an event that was not asked for".into());
     }
-    relay.verify(&event).map_err(|e| format!("invalid: {}", e.strip_prefix("invalid: ").unwrap_or(&e)))?;
-    relay.check(&event, json.len(), peer)?;
-    Ok(event)
+    relay.check(&received.event, json.len(), peer)?;
+    Ok(received)
 }

@@ -186,17 +186,17 @@ impl Ingest {
         Ok(())
     }
 
-    /// Queues an event from a federation peer (checked with [`Ingest::check_peer`]). Ephemeral
-    /// events go straight to fan-out (`None`); the rest resolve when committed.
-    pub async fn submit_peer(&self, event: Event) -> Option<oneshot::Receiver<WriteResult>> {
+    /// Queues an event from a federation peer (checked with [`Ingest::check_peer`]), with its
+    /// JSON as stored and served. Ephemeral events go straight to fan-out (`None`); the rest
+    /// resolve when committed.
+    pub async fn submit_peer(&self, event: Event, json: String) -> Option<oneshot::Receiver<WriteResult>> {
         metrics::counter!(m::EVENTS_RECEIVED_FROM_PEERS).increment(1);
         let event = Arc::new(event);
         if KindClass::of(event.kind) == KindClass::Ephemeral {
-            let json = nostr::JsonUtil::as_json(&*event).into();
-            self.deliver_ephemeral(event, json, Origin::Peer).await;
+            self.deliver_ephemeral(event, json.into(), Origin::Peer).await;
             return None;
         }
-        let indexed = IndexedEvent::new(event, crate::store::now_millis()).with_origin(Origin::Peer);
+        let indexed = IndexedEvent::with_json(event, json, crate::store::now_millis()).with_origin(Origin::Peer);
         Some(self.writer.submit(indexed).await)
     }
 
