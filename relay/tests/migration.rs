@@ -8,7 +8,6 @@
 //! deleted events still verify, the audit passes, and a leaf without an id is an error.
 
 #[macro_use]
-#[allow(dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
