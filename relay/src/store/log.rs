@@ -22,6 +22,24 @@ pub struct Entry {
     pub received_ms: i64,
 }
 
+/// The leaves joined with their event ids: a leaf stores only its event's seq, and the id is
+/// in `events` while the event is stored, in `log_tombstones` once it is deleted, replaced or
+/// expired (both looked up by seq). Select `COALESCE(e.id, t.event_id)` from it.
+const LEAVES_WITH_IDS: &str =
+    "log_leaves l LEFT JOIN events e ON e.seq = l.seq LEFT JOIN log_tombstones t ON t.seq = l.seq";
+
+/// The 32-byte event id of leaf `index`, as read through [`LEAVES_WITH_IDS`]. A leaf whose id
+/// is missing or malformed is an error: its hash cannot be computed, and must not be guessed.
+fn leaf_event_id(index: i64, id: Option<Vec<u8>>) -> Result<[u8; 32], sqlx::Error> {
+    let id = id.ok_or_else(|| {
+        sqlx::Error::Protocol(format!(
+            "log leaf {index} has no event id (its seq is in neither events nor log_tombstones)"
+        ))
+    })?;
+    <[u8; 32]>::try_from(id.as_slice())
+        .map_err(|_| sqlx::Error::Protocol(format!("log leaf {index} has an event id of {} bytes", id.len())))
+}
+
 fn ph(dialect: Dialect, i: usize) -> String {
     match dialect {
         Dialect::Postgres => format!("${i}"),
@@ -61,23 +79,17 @@ where
         nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
     }
     for (chunk_start, chunk) in stored.chunks(500).enumerate().map(|(i, c)| (i * 500, c)) {
-        let mut sql = format!("{} log_leaves (idx, event_id, received_at, seq) VALUES ", insert_into(dialect));
+        let mut sql = format!("{} log_leaves (idx, received_at, seq) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
-            let b = i * 4;
+            let b = i * 3;
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!(
-                "({},{},{},{})",
-                ph(dialect, b + 1),
-                ph(dialect, b + 2),
-                ph(dialect, b + 3),
-                ph(dialect, b + 4)
-            ));
+            sql.push_str(&format!("({},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3)));
         }
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for (i, (seq, ev)) in chunk.iter().enumerate() {
-            q = q.bind((size + (chunk_start + i) as u64) as i64).bind(ev.id.to_vec()).bind(ev.received_ms).bind(*seq);
+            q = q.bind((size + (chunk_start + i) as u64) as i64).bind(ev.received_ms).bind(*seq);
         }
         q.execute(&mut *conn).await?;
     }
@@ -140,16 +152,21 @@ where
         .collect();
     if !leaves.is_empty() {
         let list: Vec<String> = (0..leaves.len()).map(|i| ph(dialect, i + 1)).collect();
-        let sql = format!("SELECT idx, event_id, received_at FROM log_leaves WHERE idx IN ({})", list.join(","));
+        let sql = format!(
+            "SELECT l.idx, COALESCE(e.id, t.event_id), l.received_at FROM {LEAVES_WITH_IDS} WHERE l.idx IN ({})",
+            list.join(",")
+        );
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for index in &leaves {
             q = q.bind(*index as i64);
         }
         let mut hashes = HashMap::with_capacity(leaves.len());
         for row in q.fetch_all(&mut *conn).await? {
-            let (index, event_id, received): (i64, Vec<u8>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if let Ok(event_id) = <[u8; 32]>::try_from(event_id.as_slice()) {
-                hashes.insert(index as u64, dephy_log::event_leaf_hash(&event_id, received as u64));
+            let index: i64 = row.try_get(0)?;
+            let event_id = leaf_event_id(index, row.try_get(1)?)?;
+            let received: i64 = row.try_get(2)?;
+            if hashes.insert(index as u64, dephy_log::event_leaf_hash(&event_id, received as u64)).is_some() {
+                return Err(sqlx::Error::Protocol(format!("log leaf {index} has more than one event id")));
             }
         }
         for id in low {
@@ -226,19 +243,24 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     let sql = format!(
-        "SELECT idx, seq, event_id, received_at FROM log_leaves WHERE idx >= {} AND idx < {} ORDER BY idx",
+        "SELECT l.idx, l.seq, COALESCE(e.id, t.event_id), l.received_at FROM {LEAVES_WITH_IDS} \
+         WHERE l.idx >= {} AND l.idx < {} ORDER BY l.idx",
         ph(dialect, 1),
         ph(dialect, 2)
     );
     let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql)).bind(start as i64).bind(end as i64).fetch_all(exec).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Entry {
-                index: r.try_get::<i64, _>(0)? as u64,
-                seq: r.try_get(1)?,
-                event_id: hex::encode(r.try_get::<Vec<u8>, _>(2)?),
-                received_ms: r.try_get(3)?,
-            })
-        })
-        .collect()
+    let mut out: Vec<Entry> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let index: i64 = r.try_get(0)?;
+        if out.last().is_some_and(|last| last.index == index as u64) {
+            return Err(sqlx::Error::Protocol(format!("log leaf {index} has more than one event id")));
+        }
+        out.push(Entry {
+            index: index as u64,
+            seq: r.try_get(1)?,
+            event_id: hex::encode(leaf_event_id(index, r.try_get(2)?)?),
+            received_ms: r.try_get(3)?,
+        });
+    }
+    Ok(out)
 }
