@@ -288,6 +288,15 @@ impl Store {
         }
     }
 
+    /// Writes have paused: gives back the memory the writer keeps for the next batch (SQLite:
+    /// its page cache), then the freed heap.
+    pub async fn release_idle_memory(&self) {
+        if let Self::Sqlite(s) = self {
+            s.release_idle_memory().await;
+        }
+        crate::memory::release_freed_now().await;
+    }
+
     /// Shares an ephemeral event (never stored) with the other relay processes on the same
     /// database: a NOTIFY on PostgreSQL; nothing to do on SQLite, which one process owns.
     pub async fn announce_ephemeral(&self, event_json: &str) -> Result<(), StoreError> {

@@ -17,6 +17,10 @@ use super::{IndexedEvent, Origin, Store, WriteOutcome};
 use crate::fanout::CommittedSeq;
 use crate::metrics as m;
 
+/// How long the writer waits for work before it gives its memory back
+/// ([`Store::release_idle_memory`]): once per pause, a pause of at least this long.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The answer to one write: its outcome, or a message for an `error:` reply.
 pub type WriteResult = Result<WriteOutcome, String>;
 
@@ -77,7 +81,23 @@ async fn run(
     max_batch: usize,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+    let mut released = true;
+    loop {
+        let received = match released {
+            true => rx.recv_many(&mut jobs, max_batch).await,
+            false => match tokio::time::timeout(IDLE, rx.recv_many(&mut jobs, max_batch)).await {
+                Ok(n) => n,
+                Err(_) => {
+                    store.release_idle_memory().await;
+                    released = true;
+                    continue;
+                }
+            },
+        };
+        if received == 0 {
+            break;
+        }
+        released = false;
         metrics::histogram!(m::WRITE_BATCH_SIZE).record(jobs.len() as f64);
         let (events, replies): (Vec<IndexedEvent>, Vec<_>) = jobs.drain(..).map(|j| (j.event, j.reply)).unzip();
         let outcomes: Vec<Option<WriteOutcome>> = match store.write_batch(&events).await {
