@@ -90,26 +90,25 @@ async fn sql_scalar(db: &TestDb, statement: &str) -> i64 {
 /// Runs `statements` in order on either backend.
 async fn sql_run(db: &TestDb, statements: &[&str]) {
     use sqlx::Connection as _;
+    // The same loop on either connection type (they share no object-safe executor).
+    macro_rules! run_each {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            for statement in statements {
+                sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            let _ = conn.close().await;
+        }};
+    }
     match db.backend {
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("open the SQLite database");
-            for statement in statements {
-                sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
-            }
-            let _ = conn.close().await;
+            run_each!(sqlx::SqliteConnection::connect(&db.url).await.expect("open the SQLite database"))
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("open the PostgreSQL database");
-            for statement in statements {
-                sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
-            }
-            let _ = conn.close().await;
+            run_each!(sqlx::PgConnection::connect(&db.url).await.expect("open the PostgreSQL database"))
         }
     }
 }
