@@ -6,7 +6,7 @@
 //! workers, one per SQLite connection), so after a burst most of the freed memory stayed
 //! resident: a third of the relay's anonymous memory after a REQ load was free chunks.
 //! `malloc_trim(0)` hands the free pages of every arena back (`MADV_DONTNEED`). It runs when
-//! the store's writes pause (see `store::sqlite`) and every [`PERIOD`], on a blocking thread:
+//! the writer has been idle for a second (see `store::writer`) and every [`PERIOD`], on a blocking thread:
 //! not more often, because memory handed back is faulted in again by the next burst (once a
 //! second cost up to 10 µs of CPU per ingested event). Other platforms need nothing here.
 

@@ -99,7 +99,7 @@ impl Ingest {
         if let Err(msg) = policy::check_size(raw_len, &self.cfg.limits) {
             return Submitted::reject(msg);
         }
-        if let Err(msg) = verify::verify(&event, &self.keys) {
+        if let Err(msg) = self.verify(&event) {
             return Submitted::reject(msg);
         }
         let now = crate::store::now_secs();
@@ -133,8 +133,8 @@ impl Ingest {
         self.writer.submit(indexed).await
     }
 
-    /// Checks an event's id and signature as a client's event is checked (an `invalid:`
-    /// message otherwise): for events from federation peers, which the bridge verifies.
+    /// Checks an event's id and signature (an `invalid:` message otherwise): a client's event
+    /// in [`Ingest::submit`], a federation peer's in the bridge (through `RelayPort::read`).
     pub fn verify(&self, event: &Event) -> Result<(), String> {
         verify::verify(event, &self.keys)
     }
