@@ -27,6 +27,8 @@ use crate::config::StoreConfig;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Read(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -330,9 +332,10 @@ impl Store {
     }
 
     /// One page of keys of a streamed query (a pooled read connection is held only meanwhile).
-    pub async fn fetch_keys(&self, built: sql::Built) -> Result<Vec<stream::Key>, StoreError> {
+    /// `rows` is the page's row limit.
+    pub async fn fetch_keys(&self, built: sql::Built, rows: usize) -> Result<Vec<stream::Key>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.fetch_keys(built).await,
+            Self::Sqlite(s) => s.fetch_keys(built, rows).await,
             Self::Postgres(s) => Ok(ops::fetch_keys(&s.pool, built).await?),
         }
     }
@@ -341,7 +344,7 @@ impl Store {
     pub async fn fetch_raw(&self, seqs: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
         let built = sql::select_raw(seqs, self.dialect());
         let rows = match self {
-            Self::Sqlite(s) => s.fetch_raw(built).await?,
+            Self::Sqlite(s) => s.fetch_raw(built, seqs.len()).await?,
             Self::Postgres(s) => ops::fetch_events(&s.pool, built).await?,
         };
         Ok(rows.into_iter().map(|e| (e.seq, e.json)).collect())

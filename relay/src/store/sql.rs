@@ -196,13 +196,19 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
         let l = b.list(authors.iter().map(|pk| Param::Bytes(pk.to_bytes().to_vec())));
         conds.push(format!("e.pubkey IN {l}"));
     }
+    // On the tag-driven plan the condition reads the driver's tag row (same seq, kind and
+    // created_at as the event), so a row it rules out is dropped before its event is read.
+    let row = match order {
+        Order::Tag => "t",
+        Order::Event => "e",
+    };
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
         let l = b.list(values.iter().map(|v| super::tag_value(v, b.dialect)).collect::<Vec<_>>());
         // kind and created_at pin the row within the (name, value) range of the tag index.
         conds.push(format!(
             "EXISTS (SELECT 1 FROM tags x WHERE x.name = {name} AND x.value IN {l} \
-             AND x.kind = e.kind AND x.created_at = e.created_at AND x.seq = e.seq)"
+             AND x.kind = {row}.kind AND x.created_at = {row}.created_at AND x.seq = {row}.seq)"
         ));
     }
     let now = b.bind(Param::Int(now));

@@ -1,6 +1,7 @@
 //! SQLite backend: one writer connection (group commits), read connections (a sqlx pool, and
-//! the leased connections of REQ in `readers`), WAL journal, `synchronous = FULL` so an
-//! acknowledged event survives a crash or power loss, and no memory map.
+//! the REQ read connections in `readers`, which run without a worker thread), WAL journal,
+//! `synchronous = FULL` so an acknowledged event survives a crash or power loss, and no
+//! memory map.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -47,6 +48,9 @@ const WRITER_CACHE_KIB: u32 = 32768;
 /// Prepared statements the writer keeps. Bulk inserts are one statement text per row count
 /// (up to 500 rows, ~100-200 KiB prepared); sqlx's default of 100 kept ~10 MiB of them.
 const WRITER_STATEMENTS: usize = 24;
+
+/// Read statements of at most this many rows run on the calling thread (see `SqliteStore::read`).
+const INLINE_READ_ROWS: usize = 16;
 
 mod readers;
 
@@ -114,9 +118,10 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(cfg.read_connections.max(1))
             .test_before_acquire(false)
-            .connect_with(read_opts.clone())
+            .connect_with(read_opts)
             .await?;
-        let readers = std::sync::Arc::new(readers::Readers::new(read_opts, cfg.read_connections as usize));
+        let readers =
+            std::sync::Arc::new(readers::Readers::new(path.clone(), READER_CACHE_KIB, cfg.read_connections as usize));
         let sql = std::sync::Arc::new(WriteSql::new(Dialect::Sqlite));
         let store = Self { writer, reader, readers, checkpointer, sql };
         tokio::spawn(store.clone().checkpoint_wal());
@@ -134,16 +139,36 @@ impl SqliteStore {
         Ok(ops::fetch_events(&self.reader, built).await?)
     }
 
-    /// One page of keys of a streamed query, on a leased read connection.
-    pub async fn fetch_keys(&self, built: Built) -> Result<Vec<Key>, StoreError> {
-        let mut conn = self.readers.lease().await?;
-        Ok(ops::fetch_keys(&mut *conn, built).await?)
+    /// One page of keys of a streamed query, at most `rows` (see [`SqliteStore::read`]).
+    pub async fn fetch_keys(&self, built: Built, rows: usize) -> Result<Vec<Key>, StoreError> {
+        self.read(rows, move |readers| readers.keys(&built)).await
     }
 
-    /// A batch of `(seq, raw)` rows, on a leased read connection.
-    pub async fn fetch_raw(&self, built: Built) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut conn = self.readers.lease().await?;
-        Ok(ops::fetch_events(&mut *conn, built).await?)
+    /// A batch of at most `rows` `(seq, raw)` rows (see [`SqliteStore::read`]).
+    pub async fn fetch_raw(&self, built: Built, rows: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(rows, move |readers| readers.events(&built)).await
+    }
+
+    /// Runs a read statement of at most `rows` rows: a small one right here, on the calling
+    /// task's thread (no hand-off at all, the common `limit 1` to a few rows); a larger one on
+    /// the blocking pool, at most `read_connections` at a time, so that a long slice of one
+    /// query does not hold up the other connections' tasks on this runtime thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        rows: usize,
+        f: impl FnOnce(&readers::Readers) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if rows <= INLINE_READ_ROWS {
+            return f(&self.readers);
+        }
+        let permit = self.readers.off_thread().await?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&readers)
+        })
+        .await
+        .map_err(|e| StoreError::Config(format!("a read statement did not finish: {e}")))?
     }
 
     pub async fn fetch_count(&self, built: Built) -> Result<u64, StoreError> {
@@ -237,7 +262,7 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.checkpointer.close().await;
-        self.readers.close().await;
+        self.readers.close();
         self.reader.close().await;
         self.writer.close().await;
     }

@@ -153,7 +153,7 @@ impl ResultStream {
             c.page = (c.page * 2).min(c.max_page);
             let inline = k <= c.inline_rows;
             let page = |guard| sql::select_keys(&c.filter, k, now, after, upto, &c.resume, inline, guard, dialect);
-            let keys = fetch_page(store, c.kindless, page).await?;
+            let keys = fetch_page(store, c.kindless, k, page).await?;
             c.exhausted = keys.len() < k;
             if let Some(last) = keys.last() {
                 c.resume = match after {
@@ -219,10 +219,15 @@ impl ResultStream {
 
 /// One page of keys built by `page(kind_guard)`: with `kindless`, the guarded page first (one
 /// index range scan when the tag value has one kind), and the unguarded one if that is empty.
-async fn fetch_page(store: &Store, kindless: bool, page: impl Fn(bool) -> sql::Built) -> Result<Vec<Key>, StoreError> {
-    let keys = store.fetch_keys(page(kindless)).await?;
+async fn fetch_page(
+    store: &Store,
+    kindless: bool,
+    rows: usize,
+    page: impl Fn(bool) -> sql::Built,
+) -> Result<Vec<Key>, StoreError> {
+    let keys = store.fetch_keys(page(kindless), rows).await?;
     if kindless && keys.is_empty() {
-        return store.fetch_keys(page(false)).await;
+        return store.fetch_keys(page(false), rows).await;
     }
     Ok(keys)
 }
@@ -250,7 +255,7 @@ impl KeyPages {
         }
         let (now, dialect) = (self.now, store.dialect());
         let page = |guard| sql::select_keys(&self.filter, k, now, None, i64::MAX, &self.resume, false, guard, dialect);
-        let keys = fetch_page(store, sql::has_kindless_tag_driver(&self.filter), page).await?;
+        let keys = fetch_page(store, sql::has_kindless_tag_driver(&self.filter), k, page).await?;
         self.remaining = if keys.len() < k { 0 } else { self.remaining - keys.len() };
         if let Some(last) = keys.last() {
             self.resume = Resume::After { created_at: last.created_at, id: last.id };

@@ -1,75 +1,219 @@
-//! The SQLite read connections that serve REQ (key pages and JSON batches), leased without
-//! sqlx's pool.
+//! The SQLite read connections that serve REQ (key pages and JSON batches), run on the
+//! calling task's own thread.
 //!
-//! Every SQLite connection runs on its own worker thread, and each statement is a round trip
-//! to it. sqlx's pool adds another on every release (it pings the connection before taking it
-//! back), which doubled the thread hand-offs of a small REQ. A lease here is a semaphore
-//! permit and a connection from a list; connections open on first need, up to the pool size.
-//! A lease dropped mid-statement (its REQ was cancelled) returns its connection as is: the
-//! worker finishes or abandons that statement before it runs the next one.
+//! sqlx runs every SQLite connection on a worker thread of its own and hands each result row
+//! back through a channel: a REQ that returns 100 events cost ~100 thread wake-ups, and under
+//! query load a quarter of the relay's CPU went to context switches. These connections are
+//! plain SQLite handles (rusqlite, on the very SQLite library sqlx links) and each statement
+//! runs to completion in one call. A small statement (the usual `limit 1` to a few rows) runs
+//! right on the calling task's thread, with no hand-off at all; a larger one (a page of up to
+//! `KEYS_PER_ROUND` keys or a JSON batch, see `store::stream`) is one hand-off to the blocking
+//! pool and back, whatever its row count (`SqliteStore::read` decides).
+//!
+//! A statement is prepared once per connection and kept ([`STATEMENTS`] per connection, the
+//! least recently used dropped first). Connections are opened on first need and at most
+//! `keep` idle ones are kept; at most one is in use per thread, as a statement never awaits,
+//! and at most `keep` blocking-pool threads run statements at once.
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::super::sql::{Built, Param};
+use super::super::stream::Key;
+use super::super::{StoreError, StoredEvent};
+
+/// Prepared statements kept per connection: one per query shape (filter form and literal
+/// limit) in recent use.
+const STATEMENTS: usize = 48;
+
+/// How long a statement waits for a lock (only a WAL reset or recovery takes one a reader
+/// must wait for); it then fails with an `error:` to the client rather than stall its thread.
+const BUSY_WAIT: Duration = Duration::from_millis(200);
 
 pub struct Readers {
-    opts: SqliteConnectOptions,
-    idle: std::sync::Mutex<Vec<SqliteConnection>>,
-    free: Semaphore,
-}
-
-/// One leased read connection; back to the list when dropped.
-pub struct Lease<'a> {
-    conn: Option<SqliteConnection>,
-    readers: &'a Readers,
-    _permit: SemaphorePermit<'a>,
+    path: PathBuf,
+    /// Page cache of each connection, KiB.
+    cache_kib: u32,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+    closed: AtomicBool,
+    /// Statements running off their caller's thread (see `SqliteStore::read`).
+    off_thread: Arc<Semaphore>,
 }
 
 impl Readers {
-    /// At most `size` connections opened with `opts` (at least one).
-    pub fn new(opts: SqliteConnectOptions, size: usize) -> Self {
-        Self { opts, idle: std::sync::Mutex::new(Vec::new()), free: Semaphore::new(size.max(1)) }
+    /// Read-only connections to the database at `path`, keeping at most `keep` idle ones.
+    pub fn new(path: PathBuf, cache_kib: u32, keep: usize) -> Self {
+        let keep = keep.max(1);
+        Self {
+            path,
+            cache_kib,
+            idle: Mutex::new(Vec::new()),
+            keep,
+            closed: AtomicBool::new(false),
+            off_thread: Arc::new(Semaphore::new(keep)),
+        }
     }
 
-    /// An idle connection, or a new one while fewer than the pool size exist; waits otherwise.
-    pub async fn lease(&self) -> Result<Lease<'_>, sqlx::Error> {
-        let permit = self.free.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
+    /// A turn to run a statement on the blocking pool: at most `keep` run there at once.
+    pub async fn off_thread(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        self.off_thread.clone().acquire_owned().await.map_err(|_| StoreError::Config("the store is closed".into()))
+    }
+
+    /// One page of keys (`seq, created_at, id, size[, raw]`) of a streamed query.
+    pub fn keys(&self, built: &Built) -> Result<Vec<Key>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&built.sql)?;
+            let with_raw = stmt.column_count() > 4;
+            bind(&mut stmt, &built.params)?;
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: [u8; 32] = row.get_ref(2)?.as_blob()?.try_into().map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        2,
+                        rusqlite::types::Type::Blob,
+                        "stored id is not 32 bytes".into(),
+                    )
+                })?;
+                let bytes: i64 = row.get(3)?;
+                out.push(Key {
+                    seq: row.get(0)?,
+                    created_at: row.get(1)?,
+                    id,
+                    bytes: bytes.max(0) as usize,
+                    raw: if with_raw { row.get(4)? } else { None },
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// `(seq, raw)` rows: a batch of JSON.
+    pub fn events(&self, built: &Built) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&built.sql)?;
+            bind(&mut stmt, &built.params)?;
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(StoredEvent { seq: row.get(0)?, json: row.get(1)? });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on an idle connection (or a new one) and puts it back.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Config("the store is closed".into()));
+        }
         let idle = self.idle.lock().expect("readers lock").pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => self.opts.connect().await?,
+            None => self.open()?,
         };
-        Ok(Lease { conn: Some(conn), readers: self, _permit: permit })
+        let result = f(&conn);
+        let mut idle = self.idle.lock().expect("readers lock");
+        if idle.len() < self.keep && !self.closed.load(Ordering::Acquire) {
+            idle.push(conn);
+        }
+        Ok(result?)
     }
 
-    /// Closes the idle connections and refuses further leases.
-    pub async fn close(&self) {
-        self.free.close();
-        let idle = std::mem::take(&mut *self.idle.lock().expect("readers lock"));
-        for conn in idle {
-            let _ = sqlx::Connection::close(conn).await;
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(BUSY_WAIT)?;
+        // The same settings as every other connection of the store (see `SqliteStore::open`):
+        // no memory map, a small page cache of its own.
+        conn.execute_batch(&format!(
+            "PRAGMA mmap_size = 0; PRAGMA temp_store = memory; PRAGMA cache_size = -{}",
+            self.cache_kib
+        ))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
+        Ok(conn)
+    }
+
+    /// Closes the idle connections and refuses further statements.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.off_thread.close();
+        self.idle.lock().expect("readers lock").clear();
+    }
+}
+
+/// Binds built parameters in order (the SQLite dialect uses anonymous `?`).
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusqlite::Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        match p {
+            Param::Int(v) => stmt.raw_bind_parameter(i + 1, v)?,
+            Param::Bytes(v) => stmt.raw_bind_parameter(i + 1, v)?,
+            Param::Text(v) => stmt.raw_bind_parameter(i + 1, v)?,
         }
     }
+    Ok(())
 }
 
-impl std::ops::Deref for Lease<'_> {
-    type Target = SqliteConnection;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn deref(&self) -> &SqliteConnection {
-        self.conn.as_ref().expect("a lease holds its connection until dropped")
+    /// `.cargo/config.toml` builds the bundled SQLite without `SQLITE_ENABLE_MEMORY_MANAGEMENT`,
+    /// so each connection's page cache is its own and takes no process-wide lock.
+    #[test]
+    fn page_caches_are_per_connection() {
+        let conn = Connection::open_in_memory().unwrap();
+        let used = |option: &str| -> i64 {
+            conn.query_row("SELECT sqlite_compileoption_used(?1)", [option], |r| r.get(0)).unwrap()
+        };
+        // An option libsqlite3-sys does set reads as set: the check itself works.
+        assert_eq!(used("ENABLE_FTS5"), 1);
+        assert_eq!(
+            used("ENABLE_MEMORY_MANAGEMENT"),
+            0,
+            "SQLite was built with ENABLE_MEMORY_MANAGEMENT: is LIBSQLITE3_FLAGS from .cargo/config.toml applied?"
+        );
+        // The same library as sqlx's: the one the relay configures at start.
+        let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, rusqlite::version());
     }
-}
 
-impl std::ops::DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.conn.as_mut().expect("a lease holds its connection until dropped")
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.readers.idle.lock().expect("readers lock").push(conn);
+    /// Small and large pages read the same rows, in statement order, and a closed set of
+    /// connections refuses further statements.
+    #[test]
+    fn reads_rows_then_refuses_after_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE events (seq INTEGER PRIMARY KEY, raw TEXT NOT NULL);",
+            )
+            .unwrap();
+        for seq in 1..=40 {
+            setup.execute("INSERT INTO events (seq, raw) VALUES (?1, ?2)", (seq, format!("{{\"n\":{seq}}}"))).unwrap();
         }
+        let readers = Readers::new(path, 256, 2);
+        let built = |limit: usize| Built {
+            sql: format!("SELECT seq, raw FROM events WHERE seq > ? ORDER BY seq LIMIT {limit}"),
+            params: vec![Param::Int(5)],
+        };
+        for limit in [1, 30] {
+            let rows = readers.events(&built(limit)).unwrap();
+            assert_eq!(rows.len(), limit);
+            assert_eq!(rows[0].seq, 6);
+            assert_eq!(rows.last().unwrap().json, format!("{{\"n\":{}}}", 5 + limit));
+        }
+        // Rows committed after a statement are seen by the next (no read transaction is kept).
+        setup.execute("INSERT INTO events (seq, raw) VALUES (41, 'x')", []).unwrap();
+        assert_eq!(readers.events(&built(100)).unwrap().len(), 36);
+        readers.close();
+        assert!(readers.events(&built(1)).is_err());
     }
 }
