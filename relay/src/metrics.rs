@@ -12,6 +12,7 @@ pub const SLOW_READERS: &str = "relay_slow_readers_disconnected_total";
 pub const OUTPUT_BYTES: &str = "relay_output_queued_bytes";
 pub const QUERY_SECONDS: &str = "relay_query_seconds";
 pub const WRITE_BATCH_SIZE: &str = "relay_write_batch_size";
+pub const READS_MOVED_OFF_THREAD: &str = "relay_reads_moved_off_thread_total";
 pub const EXPIRED_PURGED: &str = "relay_expired_events_purged_total";
 pub const EVENTS_RECEIVED_FROM_PEERS: &str = "relay_events_received_from_peers_total";
 pub const PEER_EVENTS_REFUSED: &str = "relay_peer_events_refused_total";
@@ -51,6 +52,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_histogram!(QUERY_SECONDS, "REQ query latency until EOSE, seconds");
     metrics::describe_histogram!(WRITE_BATCH_SIZE, "Events per group-commit transaction");
+    metrics::describe_counter!(
+        READS_MOVED_OFF_THREAD,
+        "Small SQLite read statements that ran out of their inline step budget and were run again on the blocking pool"
+    );
     metrics::describe_counter!(EXPIRED_PURGED, "Expired (NIP-40) events purged");
     metrics::describe_counter!(EVENTS_RECEIVED_FROM_PEERS, "Events received from federation peers (bridge)");
     metrics::describe_counter!(

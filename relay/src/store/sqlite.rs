@@ -141,31 +141,36 @@ impl SqliteStore {
 
     /// One page of keys of a streamed query, at most `rows` (see [`SqliteStore::read`]).
     pub async fn fetch_keys(&self, built: Built, rows: usize) -> Result<Vec<Key>, StoreError> {
-        self.read(rows, move |readers| readers.keys(&built)).await
+        self.read(rows, move |readers, run| readers.keys(&built, run)).await
     }
 
     /// A batch of at most `rows` `(seq, raw)` rows (see [`SqliteStore::read`]).
     pub async fn fetch_raw(&self, built: Built, rows: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(rows, move |readers| readers.events(&built)).await
+        self.read(rows, move |readers, run| readers.events(&built, run)).await
     }
 
     /// Runs a read statement of at most `rows` rows: a small one right here, on the calling
-    /// task's thread (no hand-off at all, the common `limit 1` to a few rows); a larger one on
-    /// the blocking pool, at most `read_connections` at a time, so that a long slice of one
-    /// query does not hold up the other connections' tasks on this runtime thread.
+    /// task's thread (no hand-off at all, the common `limit 1` to a few rows), unless it runs
+    /// out of its step budget (see `readers`); a larger one, or one out of budget, on the
+    /// blocking pool, at most `read_connections` at a time, so that a long slice of one query
+    /// does not hold up the other connections' tasks on this runtime thread.
     async fn read<T: Send + 'static>(
         &self,
         rows: usize,
-        f: impl FnOnce(&readers::Readers) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&readers::Readers, readers::Run) -> Result<Option<T>, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         if rows <= INLINE_READ_ROWS {
-            return f(&self.readers);
+            if let Some(out) = f(&self.readers, readers::Run::Inline)? {
+                return Ok(out);
+            }
+            metrics::counter!(crate::metrics::READS_MOVED_OFF_THREAD).increment(1);
         }
         let permit = self.readers.off_thread().await?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(&readers)
+            f(&readers, readers::Run::OffThread)?
+                .ok_or_else(|| StoreError::Config("a read statement was interrupted".into()))
         })
         .await
         .map_err(|e| StoreError::Config(format!("a read statement did not finish: {e}")))?

@@ -1,14 +1,17 @@
-//! The SQLite read connections that serve REQ (key pages and JSON batches), run on the
-//! calling task's own thread.
+//! The SQLite read connections that serve REQ (key pages and JSON batches), without a worker
+//! thread of their own.
 //!
 //! sqlx runs every SQLite connection on a worker thread of its own and hands each result row
 //! back through a channel: a REQ that returns 100 events cost ~100 thread wake-ups, and under
 //! query load a quarter of the relay's CPU went to context switches. These connections are
 //! plain SQLite handles (rusqlite, on the very SQLite library sqlx links) and each statement
 //! runs to completion in one call. A small statement (the usual `limit 1` to a few rows) runs
-//! right on the calling task's thread, with no hand-off at all; a larger one (a page of up to
-//! `KEYS_PER_ROUND` keys or a JSON batch, see `store::stream`) is one hand-off to the blocking
-//! pool and back, whatever its row count (`SqliteStore::read` decides).
+//! right on the calling task's thread, with no hand-off at all, within a budget of
+//! [`INLINE_BUDGET_OPS`] SQLite VM steps: a statement that needs more (a hostile `limit 1`
+//! filter can make SQLite walk many rows) is interrupted and run again on the blocking pool, so
+//! no runtime thread is held for long. A larger statement (a page of up to `KEYS_PER_ROUND`
+//! keys or a JSON batch, see `store::stream`) goes to the blocking pool at once, one hand-off
+//! and back whatever its row count (`SqliteStore::read` decides).
 //!
 //! A statement is prepared once per connection and kept ([`STATEMENTS`] per connection, the
 //! least recently used dropped first). Connections are opened on first need and at most
@@ -16,7 +19,7 @@
 //! and at most `keep` blocking-pool threads run statements at once.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +34,22 @@ use super::super::{StoreError, StoredEvent};
 /// limit) in recent use.
 const STATEMENTS: usize = 48;
 
+/// SQLite VM steps an inline statement may take (roughly a millisecond or two of CPU); past
+/// them it is interrupted and run again off the runtime thread. A `limit 1` key page usually
+/// takes a few thousand.
+pub const INLINE_BUDGET_OPS: i64 = 200_000;
+
+/// Steps between two checks of the budget.
+const BUDGET_CHECK_OPS: i64 = 1_000;
+
+/// Where a statement runs: on the calling task's thread within [`INLINE_BUDGET_OPS`], or on
+/// the blocking pool without a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Inline,
+    OffThread,
+}
+
 /// How long a statement waits for a lock (only a WAL reset or recovery takes one a reader
 /// must wait for); it then fails with an `error:` to the client rather than stall its thread.
 const BUSY_WAIT: Duration = Duration::from_millis(200);
@@ -39,7 +58,7 @@ pub struct Readers {
     path: PathBuf,
     /// Page cache of each connection, KiB.
     cache_kib: u32,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
     keep: usize,
     closed: AtomicBool,
     /// Statements running off their caller's thread (see `SqliteStore::read`).
@@ -65,9 +84,10 @@ impl Readers {
         self.off_thread.clone().acquire_owned().await.map_err(|_| StoreError::Config("the store is closed".into()))
     }
 
-    /// One page of keys (`seq, created_at, id, size[, raw]`) of a streamed query.
-    pub fn keys(&self, built: &Built) -> Result<Vec<Key>, StoreError> {
-        self.with(|conn| {
+    /// One page of keys (`seq, created_at, id, size[, raw]`) of a streamed query; `None` if an
+    /// inline statement ran out of budget (run it again [`Run::OffThread`]).
+    pub fn keys(&self, built: &Built, run: Run) -> Result<Option<Vec<Key>>, StoreError> {
+        self.with(run, |conn| {
             let mut stmt = conn.prepare_cached(&built.sql)?;
             let with_raw = stmt.column_count() > 4;
             bind(&mut stmt, &built.params)?;
@@ -94,9 +114,9 @@ impl Readers {
         })
     }
 
-    /// `(seq, raw)` rows: a batch of JSON.
-    pub fn events(&self, built: &Built) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with(|conn| {
+    /// `(seq, raw)` rows: a batch of JSON; `None` as for [`Readers::keys`].
+    pub fn events(&self, built: &Built, run: Run) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        self.with(run, |conn| {
             let mut stmt = conn.prepare_cached(&built.sql)?;
             bind(&mut stmt, &built.params)?;
             let mut rows = stmt.raw_query();
@@ -108,8 +128,9 @@ impl Readers {
         })
     }
 
-    /// Runs `f` on an idle connection (or a new one) and puts it back.
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    /// Runs `f` on an idle connection (or a new one) and puts it back; `None` if an inline
+    /// statement was interrupted for running out of budget.
+    fn with<T>(&self, run: Run, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<Option<T>, StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Config("the store is closed".into()));
         }
@@ -118,15 +139,28 @@ impl Readers {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let result = f(&conn);
+        let budget = match run {
+            Run::Inline => INLINE_BUDGET_OPS / BUDGET_CHECK_OPS,
+            Run::OffThread => i64::MAX,
+        };
+        conn.budget.store(budget, Ordering::Relaxed);
+        let result = f(&conn.conn);
         let mut idle = self.idle.lock().expect("readers lock");
         if idle.len() < self.keep && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
-        Ok(result?)
+        match result {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if run == Run::Inline && e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
+    fn open(&self) -> rusqlite::Result<Conn> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(BUSY_WAIT)?;
@@ -137,7 +171,13 @@ impl Readers {
             self.cache_kib
         ))?;
         conn.set_prepared_statement_cache_capacity(STATEMENTS);
-        Ok(conn)
+        let budget = Arc::new(AtomicI64::new(i64::MAX));
+        let left = budget.clone();
+        conn.progress_handler(
+            BUDGET_CHECK_OPS as std::ffi::c_int,
+            Some(move || left.fetch_sub(1, Ordering::Relaxed) <= 1),
+        )?;
+        Ok(Conn { conn, budget })
     }
 
     /// Closes the idle connections and refuses further statements.
@@ -146,6 +186,14 @@ impl Readers {
         self.off_thread.close();
         self.idle.lock().expect("readers lock").clear();
     }
+}
+
+/// A read connection and the steps its current statement may still take.
+struct Conn {
+    conn: Connection,
+    /// Decremented by SQLite's progress handler every [`BUDGET_CHECK_OPS`] steps; at zero or
+    /// below the statement is interrupted.
+    budget: Arc<AtomicI64>,
 }
 
 /// Binds built parameters in order (the SQLite dialect uses anonymous `?`).
@@ -179,9 +227,6 @@ mod tests {
             0,
             "SQLite was built with ENABLE_MEMORY_MANAGEMENT: is LIBSQLITE3_FLAGS from .cargo/config.toml applied?"
         );
-        // The same library as sqlx's: the one the relay configures at start.
-        let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, rusqlite::version());
     }
 
     /// Small and large pages read the same rows, in statement order, and a closed set of
@@ -204,16 +249,39 @@ mod tests {
             sql: format!("SELECT seq, raw FROM events WHERE seq > ? ORDER BY seq LIMIT {limit}"),
             params: vec![Param::Int(5)],
         };
-        for limit in [1, 30] {
-            let rows = readers.events(&built(limit)).unwrap();
+        for (limit, run) in [(1, Run::Inline), (30, Run::OffThread)] {
+            let rows = readers.events(&built(limit), run).unwrap().unwrap();
             assert_eq!(rows.len(), limit);
             assert_eq!(rows[0].seq, 6);
             assert_eq!(rows.last().unwrap().json, format!("{{\"n\":{}}}", 5 + limit));
         }
         // Rows committed after a statement are seen by the next (no read transaction is kept).
         setup.execute("INSERT INTO events (seq, raw) VALUES (41, 'x')", []).unwrap();
-        assert_eq!(readers.events(&built(100)).unwrap().len(), 36);
+        assert_eq!(readers.events(&built(100), Run::Inline).unwrap().unwrap().len(), 36);
         readers.close();
-        assert!(readers.events(&built(1)).is_err());
+        assert!(readers.events(&built(1), Run::Inline).is_err());
+    }
+
+    /// A statement that needs more than the inline step budget is interrupted when inline
+    /// (`None`: the caller runs it again off the runtime thread) and completes off-thread; the
+    /// connection then serves small inline statements again.
+    #[test]
+    fn inline_budget_interrupts_a_long_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let readers = Readers::new(path, 256, 1);
+        let count_to = |n: i64| Built {
+            sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
+                  SELECT max(x), 'counted' FROM c"
+                .into(),
+            params: vec![Param::Int(n)],
+        };
+        // ~10 steps per row: a million rows is far beyond the budget.
+        assert!(readers.events(&count_to(1_000_000), Run::Inline).unwrap().is_none());
+        let rows = readers.events(&count_to(1_000_000), Run::OffThread).unwrap().unwrap();
+        assert_eq!((rows[0].seq, rows[0].json.as_str()), (1_000_000, "counted"));
+        let rows = readers.events(&count_to(10), Run::Inline).unwrap().unwrap();
+        assert_eq!(rows[0].seq, 10);
     }
 }
