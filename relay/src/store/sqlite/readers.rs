@@ -87,42 +87,46 @@ impl Readers {
     /// One page of keys (`seq, created_at, id, size[, raw]`) of a streamed query; `None` if an
     /// inline statement ran out of budget (run it again [`Run::OffThread`]).
     pub fn keys(&self, built: &Built, run: Run) -> Result<Option<Vec<Key>>, StoreError> {
-        self.with(run, |conn| {
-            let mut stmt = conn.prepare_cached(&built.sql)?;
-            let with_raw = stmt.column_count() > 4;
-            bind(&mut stmt, &built.params)?;
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let id: [u8; 32] = row.get_ref(2)?.as_blob()?.try_into().map_err(|_| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        2,
-                        rusqlite::types::Type::Blob,
-                        "stored id is not 32 bytes".into(),
-                    )
-                })?;
-                let bytes: i64 = row.get(3)?;
-                out.push(Key {
-                    seq: row.get(0)?,
-                    created_at: row.get(1)?,
-                    id,
-                    bytes: bytes.max(0) as usize,
-                    raw: if with_raw { row.get(4)? } else { None },
-                });
-            }
-            Ok(out)
+        self.rows(built, run, |row, with_raw| {
+            let id: [u8; 32] = row.get_ref(2)?.as_blob()?.try_into().map_err(|_| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Blob,
+                    "stored id is not 32 bytes".into(),
+                )
+            })?;
+            let bytes: i64 = row.get(3)?;
+            Ok(Key {
+                seq: row.get(0)?,
+                created_at: row.get(1)?,
+                id,
+                bytes: bytes.max(0) as usize,
+                raw: if with_raw { row.get(4)? } else { None },
+            })
         })
     }
 
     /// `(seq, raw)` rows: a batch of JSON; `None` as for [`Readers::keys`].
     pub fn events(&self, built: &Built, run: Run) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        self.rows(built, run, |row, _| Ok(StoredEvent { seq: row.get(0)?, json: row.get(1)? }))
+    }
+
+    /// Runs `built` (its prepared statement, kept) and maps every row; `map` is also told
+    /// whether the statement has more than four columns.
+    fn rows<T>(
+        &self,
+        built: &Built,
+        run: Run,
+        map: impl Fn(&rusqlite::Row<'_>, bool) -> rusqlite::Result<T>,
+    ) -> Result<Option<Vec<T>>, StoreError> {
         self.with(run, |conn| {
             let mut stmt = conn.prepare_cached(&built.sql)?;
+            let wide = stmt.column_count() > 4;
             bind(&mut stmt, &built.params)?;
             let mut rows = stmt.raw_query();
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                out.push(StoredEvent { seq: row.get(0)?, json: row.get(1)? });
+                out.push(map(row, wide)?);
             }
             Ok(out)
         })
