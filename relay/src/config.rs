@@ -196,11 +196,16 @@ pub struct StoreConfig {
     pub read_connections: u32,
     /// Seconds between background purges of expired (NIP-40) events.
     pub purge_interval_secs: u64,
+    /// SQLite: WAL size, bytes, past which the background checkpoint makes the writer wait
+    /// until the WAL is copied and can be rewound (a passive checkpoint never catches up under
+    /// a steady write load). The WAL file keeps twice this when rewound; an idle one is
+    /// truncated to nothing.
+    pub wal_restart_bytes: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { max_batch: 1024, read_connections: 8, purge_interval_secs: 60 }
+        Self { max_batch: 1024, read_connections: 8, purge_interval_secs: 60, wal_restart_bytes: 64 << 20 }
     }
 }
 
@@ -259,6 +264,12 @@ impl Config {
         }
         if l.negentropy_idle_secs == 0 {
             anyhow::bail!("limits.negentropy_idle_secs must be at least 1 (seconds a NEG session may stay idle)");
+        }
+        if !(1..=1 << 40).contains(&self.store.wal_restart_bytes) {
+            anyhow::bail!(
+                "store.wal_restart_bytes = {} is out of range: set 1 to 1099511627776 bytes (default 67108864, 64 MiB)",
+                self.store.wal_restart_bytes
+            );
         }
         Ok(())
     }

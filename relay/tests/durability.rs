@@ -201,5 +201,37 @@ async fn sigterm_with_stuck_reader_exits(backend: Backend) {
     drop(stuck);
 }
 
+/// An idle relay gives its WAL's disk space back even when writes stop with the WAL over the
+/// restart size (`store.wal_restart_bytes`, 8 KiB here, so every commit leaves it over): the
+/// checkpointer once rewound such a WAL at every tick (a rewound WAL reports its old frames
+/// until the next commit) and never truncated it, leaving hundreds of MB behind a burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_wal_is_truncated_when_writes_stop_over_the_restart_size() {
+    let cfg = "[store]\nwal_restart_bytes = 8192\n[log]\ncheckpoint_interval_secs = 0\ncheckpoint_every_events = 0\n";
+    let (db, mut relay) = Relay::start(Backend::Sqlite, cfg).await;
+    let wal = db.dir.path().join("relay-test.db-wal");
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let author = Keys::generate();
+    let mut c = relay.connect().await;
+    for i in 0..40 {
+        c.publish_ok(&dephy(&author, &format!("burst {i}"), &[&["s", "wal"]], now())).await;
+    }
+    let written = wal_len();
+    // The checkpointer ticks every 2 s; an idle WAL is truncated within two ticks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wal_len() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the WAL of an idle relay is still {} bytes 30 s after the last write ({written} bytes then)",
+            wal_len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The events are all still there.
+    assert_eq!(c.req_ids("all", &[json!({"#s": ["wal"]})]).await.len(), 40);
+    let status = relay.terminate(Duration::from_secs(10)).await.expect("the relay exits");
+    assert!(status.success(), "exit status: {status:?}");
+}
+
 #[allow(dead_code)]
 fn _v(_: Value) {}

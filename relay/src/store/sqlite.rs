@@ -21,15 +21,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// ones (less slack at the end of each page); an existing database keeps its page size.
 const PAGE_SIZE: u32 = 8192;
 
-/// WAL size beyond which the background checkpoint rewinds it: 64 MiB.
-const WAL_RESTART_BYTES: i64 = 64 << 20;
-
-/// WAL file size kept when the WAL is rewound (`journal_size_limit`): more than a rewind
-/// leaves behind, so that a busy WAL is overwritten in place. Writing into a file cut short
-/// costs the kernel a block allocation and a zeroed page per frame (~10.5 µs of system time
-/// per 8 KiB frame on these machines, against ~6.8 µs to overwrite); an idle WAL is still
-/// truncated to nothing (see `checkpoint_wal`).
-const WAL_KEEP_BYTES: i64 = 2 * WAL_RESTART_BYTES;
+/// WAL file size kept when the WAL is rewound (`journal_size_limit`), as a multiple of the
+/// size at which it is rewound (`store.wal_restart_bytes`): more than a rewind leaves behind,
+/// so that a busy WAL is overwritten in place. Writing into a file cut short costs the kernel
+/// a block allocation and a zeroed page per frame (~10.5 µs of system time per 8 KiB frame on
+/// these machines, against ~6.8 µs to overwrite); an idle WAL is still truncated to nothing
+/// (see `checkpoint_wal`).
+const WAL_KEEP_FACTOR: i64 = 2;
 
 /// How long the idle truncation of a fully checkpointed WAL may wait for readers of an older
 /// snapshot (it holds back the writer meanwhile); it is simply retried on a later tick.
@@ -83,6 +81,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
         without_memory_statistics();
+        let restart_bytes = cfg.wal_restart_bytes.min(1 << 40) as i64;
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?
             .create_if_missing(true)
@@ -97,7 +96,7 @@ impl SqliteStore {
             // connection's own cache instead (readers: `READER_CACHE_KIB`).
             .pragma("mmap_size", "0")
             .pragma("temp_store", "memory")
-            .pragma("journal_size_limit", WAL_KEEP_BYTES.to_string());
+            .pragma("journal_size_limit", (WAL_KEEP_FACTOR * restart_bytes).to_string());
         let path = opts.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -124,7 +123,7 @@ impl SqliteStore {
             std::sync::Arc::new(readers::Readers::new(path.clone(), READER_CACHE_KIB, cfg.read_connections as usize));
         let sql = std::sync::Arc::new(WriteSql::new(Dialect::Sqlite));
         let store = Self { writer, reader, readers, checkpointer, sql };
-        tokio::spawn(store.clone().checkpoint_wal());
+        tokio::spawn(store.clone().checkpoint_wal(restart_bytes));
         Ok(store)
     }
 
@@ -193,8 +192,9 @@ impl SqliteStore {
     }
 
     /// Copies committed WAL frames into the database file, off the write path, until the
-    /// store is closed. PASSIVE never blocks the writer or readers.
-    async fn checkpoint_wal(self) {
+    /// store is closed. PASSIVE never blocks the writer or readers. A WAL larger than
+    /// `restart_bytes` is rewound (RESTART); one that saw no commit for a tick is truncated.
+    async fn checkpoint_wal(self, restart_bytes: i64) {
         let page_size: i64 =
             sqlx::query_scalar("PRAGMA page_size").fetch_one(&self.checkpointer).await.unwrap_or(PAGE_SIZE.into());
         let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -209,20 +209,23 @@ impl SqliteStore {
                 .fetch_one(&self.checkpointer)
                 .await
             {
-                // Under a steady write load a passive checkpoint never catches up, and SQLite
-                // only rewinds a fully checkpointed WAL: bound its size with a RESTART, which
-                // makes the writer wait for the copy.
-                Ok((_, frames, _)) if frames * page_size > WAL_RESTART_BYTES => {
-                    last_frames = -1;
-                    "RESTART"
-                }
                 // Everything copied and nothing committed for a whole tick, so writes have
                 // paused: give the WAL's disk space back, so that an idle relay's WAL does not
                 // keep the size of its last burst (a pause between two group commits is not
                 // enough: truncating blocks the writer, and emptying its cache costs reads).
+                // Checked first: a rewound WAL reports its old frames until the next commit,
+                // so a WAL over the restart size when writes stop would otherwise be rewound
+                // at every tick and never truncated.
                 Ok((_, frames, copied)) if frames > 0 && frames == copied && frames == last_frames => {
                     last_frames = -1;
                     "TRUNCATE"
+                }
+                // Under a steady write load a passive checkpoint never catches up, and SQLite
+                // only rewinds a fully checkpointed WAL: bound its size with a RESTART, which
+                // makes the writer wait for the copy.
+                Ok((_, frames, _)) if frames * page_size > restart_bytes => {
+                    last_frames = frames;
+                    "RESTART"
                 }
                 Ok((_, frames, _)) => {
                     last_frames = frames;
