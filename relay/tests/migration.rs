@@ -6,6 +6,9 @@
 //! the relay starts, on both backends: every leaf's id is still found (deleted and replaced
 //! events' ids from log_tombstones, restored from the leaf where it was missing), proofs of
 //! deleted events still verify, the audit passes, and a leaf without an id is an error.
+//! Events stored before the events indexes broke ties by id prefix (SQLite 0006, PostgreSQL
+//! 0007) get their prefix when the relay starts, on both backends, and are served in NIP-01
+//! order by it.
 
 #[macro_use]
 mod common;
@@ -17,7 +20,7 @@ use dephy_log::Hash;
 use nostr::prelude::*;
 use serde_json::{Value, json};
 
-backend_tests!(leaves_keep_event_ids_without_the_column);
+backend_tests!(leaves_keep_event_ids_without_the_column, events_get_their_id_prefix);
 
 const CONFIG: &str = "[log]\ncheckpoint_interval_secs = 1\n";
 /// Longest the relay may take to sign a checkpoint covering what was published.
@@ -48,6 +51,31 @@ const POSTGRES_LEAVES_DOWNGRADE: &[&str] = &[
     "ALTER TABLE log_leaves ALTER COLUMN event_id SET NOT NULL",
     "DROP INDEX log_tombstones_seq",
     "DELETE FROM _sqlx_migrations WHERE version = 6",
+];
+
+/// Takes the events' id prefix column away (the indexes break ties by the whole id again) and
+/// forgets that SQLite 0006 ran.
+const SQLITE_ID_PREFIX_DOWNGRADE: &[&str] = &[
+    "DROP INDEX events_created",
+    "DROP INDEX events_kind",
+    "DROP INDEX events_author",
+    "ALTER TABLE events DROP COLUMN idp",
+    "CREATE INDEX events_created ON events (created_at DESC, id)",
+    "CREATE INDEX events_kind ON events (kind, created_at DESC, id)",
+    "CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id)",
+    "DELETE FROM _sqlx_migrations WHERE version = 6",
+];
+
+/// The same for PostgreSQL (0007).
+const POSTGRES_ID_PREFIX_DOWNGRADE: &[&str] = &[
+    "DROP INDEX events_created",
+    "DROP INDEX events_kind",
+    "DROP INDEX events_author",
+    "ALTER TABLE events DROP COLUMN idp",
+    "CREATE INDEX events_created ON events (created_at DESC, id)",
+    "CREATE INDEX events_kind ON events (kind, created_at DESC, id)",
+    "CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id)",
+    "DELETE FROM _sqlx_migrations WHERE version = 7",
 ];
 
 /// Turns the 0004 tag index back into the layout of 0001 (text values, rowid table, lookup
@@ -303,4 +331,59 @@ async fn leaves_keep_event_ids_without_the_column(backend: Backend) {
     let (status, body) = get(&relay, &format!("/log/entries?start={}&end={}", indexes[1], indexes[1] + 1)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["entries"][0]["event_id"], json!(kept.id.to_hex()));
+}
+
+/// The id prefix the relay orders by: the first 8 bytes, big-endian, top bit flipped.
+fn id_prefix(event: &Event) -> i64 {
+    let bytes: [u8; 8] = event.id.as_bytes()[..8].try_into().expect("8 bytes");
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+async fn events_get_their_id_prefix(backend: Backend) {
+    let (db, mut relay) = Relay::start(backend, CONFIG).await;
+    let author = Keys::generate();
+    let t = now() - 100;
+    let mut c = relay.connect().await;
+    // Twelve events of one second (ties broken by id only), one older.
+    let mut tied: Vec<Event> = (0..12).map(|i| dephy(&author, &format!("tied {i}"), &[], t)).collect();
+    let older = dephy(&author, "older", &[], t - 1);
+    for e in tied.iter().chain([&older]) {
+        c.publish_ok(e).await;
+    }
+    drop(c);
+    relay.terminate(Duration::from_secs(10)).await;
+
+    match backend {
+        Backend::Sqlite => sql_run(&db, SQLITE_ID_PREFIX_DOWNGRADE).await,
+        Backend::Postgres => sql_run(&db, POSTGRES_ID_PREFIX_DOWNGRADE).await,
+    }
+    relay.restart(&db).await;
+    for e in tied.iter().chain([&older]) {
+        let literal = match backend {
+            Backend::Sqlite => format!("X'{}'", e.id.to_hex()),
+            Backend::Postgres => format!("'\\x{}'::bytea", e.id.to_hex()),
+        };
+        let stored = sql_scalar(&db, &format!("SELECT idp FROM events WHERE id = {literal}")).await;
+        assert_eq!(stored, id_prefix(e), "{}", e.content);
+    }
+
+    // Newest first, ties by lowest id, with and without a limit, on the author and time indexes.
+    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut expected: Vec<&Event> = tied.iter().collect();
+    expected.push(&older);
+    let mut c = relay.connect().await;
+    let filter = json!({"authors": [pk(&author)], "kinds": [DEPHY_KIND]});
+    assert_eq!(c.req_ids("all", &[filter.clone()]).await, hex_ids(&expected));
+    let mut limited = filter.clone();
+    limited["limit"] = json!(5);
+    assert_eq!(c.req_ids("five", &[limited]).await, hex_ids(&expected[..5]));
+    assert_eq!(c.req_ids("by time", &[json!({"since": t - 1, "until": t})]).await, hex_ids(&expected));
+    // A new event of the same second sorts among the migrated ones.
+    let late = dephy(&author, "late", &[], t);
+    c.publish_ok(&late).await;
+    tied.push(late);
+    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut expected: Vec<&Event> = tied.iter().collect();
+    expected.push(&older);
+    assert_eq!(c.req_ids("after", &[filter]).await, hex_ids(&expected));
 }

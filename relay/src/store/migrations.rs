@@ -16,6 +16,7 @@ pub const SQLITE: Embedded = &[
     (3, "chains", include_str!("../../../migrations/sqlite/0003_chains.sql")),
     (4, "compact storage", include_str!("../../../migrations/sqlite/0004_compact_storage.sql")),
     (5, "leaves without event id", include_str!("../../../migrations/sqlite/0005_leaves_without_event_id.sql")),
+    (6, "events ordered by id prefix", include_str!("../../../migrations/sqlite/0006_events_ordered_by_id_prefix.sql")),
 ];
 pub const POSTGRES: Embedded = &[
     (1, "events", include_str!("../../../migrations/postgres/0001_events.sql")),
@@ -24,6 +25,11 @@ pub const POSTGRES: Embedded = &[
     (4, "ephemeral outbox", include_str!("../../../migrations/postgres/0004_ephemeral_outbox.sql")),
     (5, "events without received_at", include_str!("../../../migrations/postgres/0005_events_without_received_at.sql")),
     (6, "leaves without event id", include_str!("../../../migrations/postgres/0006_leaves_without_event_id.sql")),
+    (
+        7,
+        "events ordered by id prefix",
+        include_str!("../../../migrations/postgres/0007_events_ordered_by_id_prefix.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -86,8 +86,8 @@ impl WriteSql {
             delete_tag: d(
                 "DELETE FROM tags WHERE name = $1 AND value = $2 AND kind = $3 AND created_at = $4 AND idp = $5 AND seq = $6",
             ),
-            insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, raw) \
-                SELECT $1, $2, $3, $4, $5, $6, $7 \
+            insert_event: d("INSERT INTO events (id, pubkey, kind, created_at, expires_at, dtag, raw, idp) \
+                SELECT $1, $2, $3, $4, $5, $6, $7, $10 \
                 WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE pubkey = $2 AND (target = $8 OR (target IN ($9, 'vanish') AND created_at >= $4))) \
                 ON CONFLICT (id) DO NOTHING RETURNING seq"),
             exists_id: d("SELECT 1 FROM events WHERE id = $1"),
@@ -140,7 +140,7 @@ pub fn insert_into(dialect: Dialect) -> &'static str {
 /// NIP-62 request to vanish.
 pub const VANISH_KIND: i64 = 62;
 
-/// Events per multi-row INSERT (7 parameters each, well under both backends' limits).
+/// Events per multi-row INSERT (8 parameters each, well under both backends' limits).
 const BULK_EVENTS: usize = 500;
 /// Tag rows per multi-row INSERT (6 parameters each).
 const BULK_TAGS: usize = 1000;
@@ -186,17 +186,17 @@ where
         let mut first_seen = std::collections::HashSet::new();
         let unique: Vec<&IndexedEvent> = chunk.iter().copied().filter(|e| first_seen.insert(e.id)).collect();
         let mut sql = format!(
-            "{} events (id, pubkey, kind, created_at, expires_at, dtag, raw) \
-             SELECT column1, column2, column3, column4, column5, NULL, column6 FROM (VALUES ",
+            "{} events (id, pubkey, kind, created_at, expires_at, dtag, raw, idp) \
+             SELECT column1, column2, column3, column4, column5, NULL, column6, column8 FROM (VALUES ",
             insert_into(dialect)
         );
         for i in 0..unique.len() {
-            let b = i * 7;
+            let b = i * 8;
             if i > 0 {
                 sql.push(',');
             }
             sql.push('(');
-            sql.push_str(&(1..=7).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
+            sql.push_str(&(1..=8).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
             sql.push(')');
         }
         sql.push_str(
@@ -213,7 +213,8 @@ where
                 .bind(ev.created_at)
                 .bind(ev.expires_at)
                 .bind(ev.json.clone())
-                .bind(ev.id_hex());
+                .bind(ev.id_hex())
+                .bind(ev.id_prefix);
         }
         let rows = q.fetch_all(&mut *conn).await?;
         let mut seqs = std::collections::HashMap::with_capacity(rows.len());
@@ -444,6 +445,7 @@ where
         .bind(ev.json.clone())
         .bind(id_hex)
         .bind(coord)
+        .bind(ev.id_prefix)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = inserted else {

@@ -91,7 +91,7 @@ impl Order {
     fn clause(self) -> &'static str {
         match self {
             Order::Tag => "ORDER BY t.created_at DESC, t.idp ASC",
-            Order::Event => "ORDER BY e.created_at DESC, e.id ASC",
+            Order::Event => "ORDER BY e.created_at DESC, e.idp ASC",
         }
     }
 }
@@ -255,8 +255,8 @@ pub const INLINE_RAW_BYTES: usize = 4096;
 /// result costs one statement instead of a key page and a JSON batch.
 ///
 /// Newest-first pages use a keyset on the plan's own order, so every page is one index range
-/// scan: `(created_at, id)` on the events plan, `(t.created_at, t.idp)` on the tag-driven plan
-/// (idp sorts like id). With `after` (cursor mode) rows have `seq > after`, in arrival order.
+/// scan: `(created_at, idp)` of the events indexes, or of the tag index on the tag-driven plan
+/// (idp, the id's first 8 bytes, sorts like id). With `after` (cursor mode) rows have `seq > after`, in arrival order.
 ///
 /// With `kind_guard` (for [`has_kindless_tag_driver`] filters), the page is read in index
 /// order when the tag value's rows all have one kind (the usual case) and is empty otherwise:
@@ -287,14 +287,14 @@ pub fn select_keys(
         }
         None => {
             if let Resume::After { created_at, id } = resume {
-                let (c, tie) = match order {
-                    Order::Tag => ("t.created_at", ("t.idp", Param::Int(super::id_prefix(id)))),
-                    Order::Event => ("e.created_at", ("e.id", Param::Bytes(id.to_vec()))),
+                let t = match order {
+                    Order::Tag => "t",
+                    Order::Event => "e",
                 };
                 let p1 = b.bind(Param::Int(*created_at));
                 let p2 = b.bind(Param::Int(*created_at));
-                let p3 = b.bind(tie.1);
-                write!(conds, " AND ({c} < {p1} OR ({c} = {p2} AND {} > {p3}))", tie.0).ok();
+                let p3 = b.bind(Param::Int(super::id_prefix(id)));
+                write!(conds, " AND ({t}.created_at < {p1} OR ({t}.created_at = {p2} AND {t}.idp > {p3}))").ok();
             }
             order.clause()
         }
@@ -372,14 +372,14 @@ mod tests {
     }
 
     #[test]
-    fn keyset_on_events_plan_uses_created_at_and_id() {
+    fn keyset_on_events_plan_uses_created_at_and_idp() {
         let f = Filter::new().kind(nostr::Kind::from(1u16));
         let id = [3u8; 32];
         let built =
             select_keys(&f, 2, 50, None, 10, &Resume::After { created_at: 5, id }, false, false, Dialect::Sqlite);
-        assert!(built.sql.contains("(e.created_at < ? OR (e.created_at = ? AND e.id > ?))"), "{}", built.sql);
-        assert!(built.sql.ends_with("ORDER BY e.created_at DESC, e.id ASC LIMIT 2"), "{}", built.sql);
-        assert_eq!(built.params[5], Param::Bytes(id.to_vec()));
+        assert!(built.sql.contains("(e.created_at < ? OR (e.created_at = ? AND e.idp > ?))"), "{}", built.sql);
+        assert!(built.sql.ends_with("ORDER BY e.created_at DESC, e.idp ASC LIMIT 2"), "{}", built.sql);
+        assert_eq!(built.params[5], Param::Int(super::super::id_prefix(&id)));
         // First page: no keyset bound, only the visibility bound.
         let first = select_keys(&f, 2, 50, None, 10, &Resume::Start, true, false, Dialect::Sqlite);
         assert!(!first.sql.contains("created_at <"), "{}", first.sql);
