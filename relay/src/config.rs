@@ -190,7 +190,10 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Most events written in one group-commit transaction.
+    /// Most events written in one group-commit transaction. Batches only grow past a few
+    /// events when the writer falls behind; then a larger one rewrites each touched index page
+    /// once for more events (4096 against 1024 on a fresh SQLite database: a quarter fewer
+    /// bytes written and ~8% less CPU per event, README "Benchmarks").
     pub max_batch: usize,
     /// Connections in the read pool.
     pub read_connections: u32,
@@ -205,7 +208,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { max_batch: 1024, read_connections: 8, purge_interval_secs: 60, wal_restart_bytes: 64 << 20 }
+        Self { max_batch: 4096, read_connections: 8, purge_interval_secs: 60, wal_restart_bytes: 64 << 20 }
     }
 }
 
