@@ -53,9 +53,10 @@ const POSTGRES_LEAVES_DOWNGRADE: &[&str] = &[
     "DELETE FROM _sqlx_migrations WHERE version = 6",
 ];
 
-/// Takes the events' id prefix column away (the indexes break ties by the whole id again) and
-/// forgets that SQLite 0006 ran.
-const SQLITE_ID_PREFIX_DOWNGRADE: &[&str] = &[
+/// Takes the events' id prefix column away (the indexes break ties by the whole id again), the
+/// same on both backends; then the backend forgets that the migration ran (SQLite 0006,
+/// PostgreSQL 0007, see `events_get_their_id_prefix`).
+const ID_PREFIX_DOWNGRADE: &[&str] = &[
     "DROP INDEX events_created",
     "DROP INDEX events_kind",
     "DROP INDEX events_author",
@@ -63,19 +64,6 @@ const SQLITE_ID_PREFIX_DOWNGRADE: &[&str] = &[
     "CREATE INDEX events_created ON events (created_at DESC, id)",
     "CREATE INDEX events_kind ON events (kind, created_at DESC, id)",
     "CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id)",
-    "DELETE FROM _sqlx_migrations WHERE version = 6",
-];
-
-/// The same for PostgreSQL (0007).
-const POSTGRES_ID_PREFIX_DOWNGRADE: &[&str] = &[
-    "DROP INDEX events_created",
-    "DROP INDEX events_kind",
-    "DROP INDEX events_author",
-    "ALTER TABLE events DROP COLUMN idp",
-    "CREATE INDEX events_created ON events (created_at DESC, id)",
-    "CREATE INDEX events_kind ON events (kind, created_at DESC, id)",
-    "CREATE INDEX events_author ON events (pubkey, kind, created_at DESC, id)",
-    "DELETE FROM _sqlx_migrations WHERE version = 7",
 ];
 
 /// Turns the 0004 tag index back into the layout of 0001 (text values, rowid table, lookup
@@ -353,10 +341,12 @@ async fn events_get_their_id_prefix(backend: Backend) {
     drop(c);
     relay.terminate(Duration::from_secs(10)).await;
 
-    match backend {
-        Backend::Sqlite => sql_run(&db, SQLITE_ID_PREFIX_DOWNGRADE).await,
-        Backend::Postgres => sql_run(&db, POSTGRES_ID_PREFIX_DOWNGRADE).await,
-    }
+    sql_run(&db, ID_PREFIX_DOWNGRADE).await;
+    let version = match backend {
+        Backend::Sqlite => 6,
+        Backend::Postgres => 7,
+    };
+    sql_run(&db, &[&format!("DELETE FROM _sqlx_migrations WHERE version = {version}")]).await;
     relay.restart(&db).await;
     for e in tied.iter().chain([&older]) {
         let literal = match backend {

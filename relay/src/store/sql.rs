@@ -256,7 +256,8 @@ pub const INLINE_RAW_BYTES: usize = 4096;
 ///
 /// Newest-first pages use a keyset on the plan's own order, so every page is one index range
 /// scan: `(created_at, idp)` of the events indexes, or of the tag index on the tag-driven plan
-/// (idp, the id's first 8 bytes, sorts like id). With `after` (cursor mode) rows have `seq > after`, in arrival order.
+/// (idp, the id's first 8 bytes, sorts like id). With `after` (cursor mode) rows have
+/// `seq > after`, in arrival order.
 ///
 /// With `kind_guard` (for [`has_kindless_tag_driver`] filters), the page is read in index
 /// order when the tag value's rows all have one kind (the usual case) and is empty otherwise:
