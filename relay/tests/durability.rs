@@ -236,23 +236,8 @@ async fn idle_wal_is_truncated_when_writes_stop_over_the_restart_size() {
 /// A WAL restart size of 0 is refused at start, naming the key and the range.
 #[test]
 fn zero_wal_restart_size_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, "[store]\nwal_restart_bytes = 0\n").unwrap();
-    let out = std::process::Command::new(relay_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(format!("sqlite://{}", dir.path().join("r.db").display()))
-        .current_dir(dir.path())
-        .env_remove("DEPHY_RELAY_LISTEN")
-        .env_remove("DEPHY_RELAY_DB")
-        .output()
-        .expect("run dephy-relay");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses_config("[store]\nwal_restart_bytes = 0\n");
     assert!(stderr.contains("store.wal_restart_bytes = 0 is out of range: set 1 to"), "{stderr}");
-    assert!(!dir.path().join("r.db").exists(), "nothing is created before the config is checked");
 }
 
 #[allow(dead_code)]

@@ -449,21 +449,6 @@ async fn nostr_sdk_syncs_both_ways(backend: Backend) {
 /// A frame limit below the protocol's minimum is refused at start, naming the key.
 #[test]
 fn frame_limit_below_minimum_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, "[limits]\nnegentropy_frame_bytes = 1000\n").unwrap();
-    let out = std::process::Command::new(relay_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(format!("sqlite://{}", dir.path().join("r.db").display()))
-        .current_dir(dir.path())
-        .env_remove("DEPHY_RELAY_LISTEN")
-        .env_remove("DEPHY_RELAY_DB")
-        .output()
-        .expect("run dephy-relay");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses_config("[limits]\nnegentropy_frame_bytes = 1000\n");
     assert!(stderr.contains("limits.negentropy_frame_bytes = 1000 is too small"), "{stderr}");
-    assert!(!dir.path().join("r.db").exists(), "nothing is created before the config is checked");
 }

@@ -176,6 +176,27 @@ pub fn relay_bin() -> &'static str {
     env!("CARGO_BIN_EXE_dephy-relay")
 }
 
+/// Starts `dephy-relay serve` with `config` as its config file and expects it to refuse to
+/// start before it creates the database; returns what it printed on stderr.
+pub fn serve_refuses_config(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(relay_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(format!("sqlite://{}", dir.path().join("r.db").display()))
+        .current_dir(dir.path())
+        .env_remove("DEPHY_RELAY_LISTEN")
+        .env_remove("DEPHY_RELAY_DB")
+        .output()
+        .expect("run dephy-relay");
+    assert!(!out.status.success(), "the relay started with {config:?}");
+    assert!(!dir.path().join("r.db").exists(), "nothing is created before the config is checked");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A port for a server a test starts. Taken below the kernel's ephemeral range, so that no
 /// outgoing connection (of this or another test) can grab it between this check and the
 /// server's own bind, as a port from `bind(0)` could; each process scans its own slice of that
