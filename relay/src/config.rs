@@ -268,15 +268,18 @@ impl Config {
         if l.negentropy_idle_secs == 0 {
             anyhow::bail!("limits.negentropy_idle_secs must be at least 1 (seconds a NEG session may stay idle)");
         }
-        if !(1..=1 << 40).contains(&self.store.wal_restart_bytes) {
+        if !(1..=MAX_WAL_RESTART_BYTES).contains(&self.store.wal_restart_bytes) {
             anyhow::bail!(
-                "store.wal_restart_bytes = {} is out of range: set 1 to 1099511627776 bytes (default 67108864, 64 MiB)",
+                "store.wal_restart_bytes = {} is out of range: set 1 to {MAX_WAL_RESTART_BYTES} bytes (default 67108864, 64 MiB)",
                 self.store.wal_restart_bytes
             );
         }
         Ok(())
     }
 }
+
+/// Largest `store.wal_restart_bytes` accepted (1 TiB).
+pub const MAX_WAL_RESTART_BYTES: u64 = 1 << 40;
 
 /// Smallest negentropy frame size limit the protocol implementation accepts.
 pub const MIN_NEGENTROPY_FRAME: usize = 4096;

@@ -81,7 +81,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
         without_memory_statistics();
-        let restart_bytes = cfg.wal_restart_bytes.min(1 << 40) as i64;
+        let restart_bytes = cfg.wal_restart_bytes.min(crate::config::MAX_WAL_RESTART_BYTES) as i64;
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?
             .create_if_missing(true)
