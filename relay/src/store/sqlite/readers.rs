@@ -5,12 +5,13 @@
 //! back through a channel: a REQ that returns 100 events cost ~100 thread wake-ups, and under
 //! query load a quarter of the relay's CPU went to context switches. These connections are
 //! plain SQLite handles (rusqlite, on the very SQLite library sqlx links) and each statement
-//! runs to completion in one call. A small statement (the usual `limit 1` to a few rows) runs
-//! right on the calling task's thread, with no hand-off at all, within a budget of
-//! [`INLINE_BUDGET_OPS`] SQLite VM steps: a statement that needs more (a hostile `limit 1`
-//! filter can make SQLite walk many rows) is interrupted and run again on the blocking pool, so
-//! no runtime thread is held for long. A larger statement (a page of up to `KEYS_PER_ROUND`
-//! keys or a JSON batch, see `store::stream`) goes to the blocking pool at once, one hand-off
+//! runs to completion in one call, reading the database file's pages through the one memory
+//! map the connections share (`shared_map`). A small statement (`limit 1` up to a DePHY page
+//! of 100 events) runs right on the calling task's thread, with no hand-off at all, within a
+//! budget of [`INLINE_BUDGET_OPS`] SQLite VM steps: a statement that needs more (a hostile
+//! `limit 1` filter can make SQLite walk many rows) is interrupted and run again on the
+//! blocking pool, so no runtime thread is held for long. A larger statement (a page of up to
+//! `KEYS_PER_ROUND` keys, see `store::stream`) goes to the blocking pool at once, one hand-off
 //! and back whatever its row count (`SqliteStore::read` decides).
 //!
 //! A statement is prepared once per connection and kept ([`STATEMENTS`] per connection, the
@@ -29,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::super::sql::{Built, Param};
 use super::super::stream::Key;
 use super::super::{StoreError, StoredEvent};
+use super::shared_map;
 
 /// Prepared statements kept per connection: one per query shape (filter form and literal
 /// limit) in recent use.
@@ -166,12 +168,20 @@ impl Readers {
 
     fn open(&self) -> rusqlite::Result<Conn> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
+        // Pages of the database file come from the one map the read connections share (see
+        // `shared_map`); a positive mmap_size turns SQLite's map path on. Without the VFS,
+        // no map at all: each connection's own would count in RSS once more.
+        let (conn, mmap_size) = match shared_map::register() {
+            Ok(()) => (Connection::open_with_flags_and_vfs(&self.path, flags, shared_map::VFS_NAME)?, 1 << 30),
+            Err(e) => {
+                tracing::warn!(error = %e, "read connections read the database without a shared map");
+                (Connection::open_with_flags(&self.path, flags)?, 0)
+            }
+        };
         conn.busy_timeout(BUSY_WAIT)?;
-        // The same settings as every other connection of the store (see `SqliteStore::open`):
-        // no memory map, a small page cache of its own.
+        // A small page cache of its own (mapped pages bypass it; WAL pages still use it).
         conn.execute_batch(&format!(
-            "PRAGMA mmap_size = 0; PRAGMA temp_store = memory; PRAGMA cache_size = -{}",
+            "PRAGMA mmap_size = {mmap_size}; PRAGMA temp_store = memory; PRAGMA cache_size = -{}",
             self.cache_kib
         ))?;
         conn.set_prepared_statement_cache_capacity(STATEMENTS);
@@ -264,6 +274,76 @@ mod tests {
         assert_eq!(readers.events(&built(100), Run::Inline).unwrap().unwrap().len(), 36);
         readers.close();
         assert!(readers.events(&built(1), Run::Inline).is_err());
+    }
+
+    /// Resident KiB of each map of `path` in this process (one entry per map).
+    fn maps_of(path: &std::path::Path) -> Vec<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let name = path.to_str().unwrap();
+        let mut maps = Vec::new();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let is_header = line.split_whitespace().next().is_some_and(|f| f.contains('-') && !f.ends_with(':'));
+            if is_header {
+                inside = line.ends_with(name);
+            } else if inside && line.starts_with("Rss:") {
+                maps.push(line.split_whitespace().nth(1).unwrap().parse().unwrap());
+            }
+        }
+        maps
+    }
+
+    /// Several read connections read the database through one map of it (its pages resident
+    /// once), see rows written after the map was made (the file grew past the size first
+    /// seen) and after the file shrank (VACUUM), and the map goes with the last connection.
+    #[test]
+    fn read_connections_share_one_map_of_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; \
+                 CREATE TABLE events (seq INTEGER PRIMARY KEY, raw TEXT NOT NULL);",
+            )
+            .unwrap();
+        let fill = |from: i64, to: i64| {
+            for seq in from..=to {
+                setup.execute("INSERT INTO events (seq, raw) VALUES (?1, ?2)", (seq, "x".repeat(1000))).unwrap();
+            }
+            // Into the database file, where the map serves pages from (WAL pages are read).
+            setup.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        };
+        fill(1, 2000);
+        let readers = Readers::new(path.clone(), 256, 4);
+        let total = |conn: &Conn| -> (i64, i64) {
+            conn.conn
+                .query_row("SELECT count(*), sum(length(raw)) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        let conns: Vec<Conn> = (0..4).map(|_| readers.open().unwrap()).collect();
+        for conn in &conns {
+            assert_eq!(total(conn), (2000, 2_000_000));
+        }
+        let maps = maps_of(&path);
+        assert_eq!(maps.len(), 1, "four read connections, one map: {maps:?}");
+        assert!(maps[0] >= 1024, "the rows were read through the map ({} KiB resident)", maps[0]);
+
+        // Grown past the size the map first saw.
+        fill(2001, 6000);
+        assert_eq!(total(&conns[1]), (6000, 6_000_000));
+        let grown = std::fs::metadata(&path).unwrap().len();
+        assert!(maps_of(&path)[0] * 1024 > grown / 2, "the new pages were read through the map too");
+
+        // Shrunk: the connections read only what their snapshot holds, within the file.
+        setup.execute_batch("DELETE FROM events WHERE seq > 100; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < grown / 10, "VACUUM shrank the file");
+        for conn in &conns {
+            assert_eq!(total(conn), (100, 100_000));
+        }
+        drop(conns);
+        readers.close();
+        assert_eq!(maps_of(&path).len(), 0, "the map is gone with the last connection");
     }
 
     /// A statement that needs more than the inline step budget is interrupted when inline
