@@ -114,6 +114,27 @@ pub fn has_kindless_tag_driver(f: &Filter) -> bool {
     f.kinds.is_none() && driver(&tags, f).is_some_and(|i| tags[i].1.len() == 1)
 }
 
+/// Most arms (tag values x kinds) of a merged key page (see [`merged_keys`]).
+pub const MERGE_MAX_ARMS: usize = 32;
+
+/// The tag condition whose values a newest-first key page merges (see [`merged_keys`]): a
+/// multi-valued one on a letter more selective than any single-valued one (DePHY's 5 machines
+/// `#p` beside one session `#s`), with `kinds` given, at most [`MERGE_MAX_ARMS`] arms.
+fn merge_driver(f: &Filter) -> Option<(nostr::SingleLetterTag, usize)> {
+    if f.ids.is_some() {
+        return None;
+    }
+    let kinds = f.kinds.as_ref().filter(|k| !k.is_empty())?;
+    let (tag, values) =
+        f.generic_tags.iter().filter(|(_, v)| v.len() > 1).min_by_key(|(t, _)| tag_preference(t.as_char()))?;
+    let letter = tag_preference(tag.as_char());
+    // Single-valued (or empty: matches nothing) conditions drive ahead of multi-valued ones in
+    // `driver`, so one as selective would drive each arm in place of the merged tag.
+    let outranked = f.generic_tags.iter().any(|(t, v)| v.len() <= 1 && tag_preference(t.as_char()) <= letter);
+    let arms = values.len() * kinds.len();
+    (!outranked && arms <= MERGE_MAX_ARMS).then_some((*tag, arms))
+}
+
 /// The `FROM ... WHERE ...` part shared by SELECT and COUNT. With `kind_guard`, a kindless
 /// single-valued tag driver only matches when every row of its value has one kind, and is
 /// then pinned to it (index order, so `LIMIT` stops early).
@@ -274,6 +295,11 @@ pub fn select_keys(
     kind_guard: bool,
     dialect: Dialect,
 ) -> Built {
+    if after.is_none()
+        && let Some((tag, _)) = merge_driver(f)
+    {
+        return merged_keys(f, tag, limit, now, upto, resume, inline_raw, dialect);
+    }
     let mut b = Builder { dialect, params: Vec::new() };
     let (fw, order) = from_where(&mut b, f, now, kind_guard);
     let mut conds = format!(" AND e.seq <= {}", b.bind(Param::Int(upto)));
@@ -310,6 +336,58 @@ pub fn select_keys(
     let sql = format!(
         "SELECT e.seq, e.created_at, e.id, CAST(octet_length(e.raw) AS BIGINT){raw}{fw}{conds} {order_by} LIMIT {limit}"
     );
+    Built { sql, params: b.params }
+}
+
+/// A newest-first key page of a filter whose driving tag has several values (see
+/// [`merge_driver`]), as one arm per (value, kind): each arm is the single-valued tag plan, an
+/// index range already in NIP-01 order, and `UNION ALL ... ORDER BY ... LIMIT` merges the arms
+/// as they stream (SQLite co-routines, PostgreSQL Merge Append), so a page reads about `limit`
+/// rows in all instead of every candidate of every value (an `IN` list) or of a broader
+/// single-valued tag (a session's `#s`, the `#p` values checked row by row). Columns as in
+/// [`select_keys`] (the fifth always present, NULL without `inline_raw`), then `idp`. An event
+/// with several of the values comes once per value (adjacent: same `created_at` and `idp`);
+/// the reader keeps the first (`stream::fetch_page`), and the next page starts after it.
+#[allow(clippy::too_many_arguments)]
+fn merged_keys(
+    f: &Filter,
+    tag: nostr::SingleLetterTag,
+    limit: usize,
+    now: i64,
+    upto: i64,
+    resume: &Resume,
+    inline_raw: bool,
+    dialect: Dialect,
+) -> Built {
+    let mut b = Builder { dialect, params: Vec::new() };
+    let raw = match inline_raw {
+        true => format!("CASE WHEN octet_length(e.raw) <= {INLINE_RAW_BYTES} THEN e.raw END"),
+        false => "CAST(NULL AS TEXT)".to_string(),
+    };
+    let values = f.generic_tags.get(&tag).cloned().unwrap_or_default();
+    let kinds = f.kinds.clone().unwrap_or_default();
+    let mut arms = Vec::with_capacity(values.len() * kinds.len());
+    for value in &values {
+        for kind in &kinds {
+            let mut arm = f.clone();
+            arm.generic_tags.insert(tag, std::iter::once(value.clone()).collect());
+            arm.kinds = Some(std::iter::once(*kind).collect());
+            let (fw, _) = from_where(&mut b, &arm, now, false);
+            let mut sql = format!(
+                "SELECT e.seq AS seq, t.created_at AS created_at, e.id AS id, \
+                 CAST(octet_length(e.raw) AS BIGINT) AS bytes, {raw} AS raw, t.idp AS idp{fw} AND e.seq <= {}",
+                b.bind(Param::Int(upto))
+            );
+            if let Resume::After { created_at, id } = resume {
+                let p1 = b.bind(Param::Int(*created_at));
+                let p2 = b.bind(Param::Int(*created_at));
+                let p3 = b.bind(Param::Int(super::id_prefix(id)));
+                write!(sql, " AND (t.created_at < {p1} OR (t.created_at = {p2} AND t.idp > {p3}))").ok();
+            }
+            arms.push(sql);
+        }
+    }
+    let sql = format!("{} ORDER BY created_at DESC, idp ASC LIMIT {limit}", arms.join(" UNION ALL "));
     Built { sql, params: b.params }
 }
 
@@ -415,6 +493,47 @@ mod tests {
         for json in [r##"{"#p":["aa"],"kinds":[1]}"##, r##"{"#p":["aa","bb"]}"##, r##"{"kinds":[1]}"##] {
             assert!(!has_kindless_tag_driver(&Filter::from_json(json).unwrap()), "{json}");
         }
+    }
+
+    #[test]
+    fn several_values_of_the_most_selective_tag_merge_one_arm_per_value_and_kind() {
+        let f =
+            Filter::from_json(r##"{"kinds":[1573,1574],"#s":["sess"],"#p":["aa","bb","cc"],"since":10,"limit":100}"##)
+                .unwrap();
+        let id = [1u8; 32];
+        let built =
+            select_keys(&f, 100, 50, None, 99, &Resume::After { created_at: 7, id }, true, false, Dialect::Sqlite);
+        assert_eq!(built.sql.matches("SELECT e.seq AS seq").count(), 6, "3 values x 2 kinds: {}", built.sql);
+        assert_eq!(built.sql.matches(" UNION ALL ").count(), 5);
+        assert_eq!(built.sql.matches("JOIN tags t ON t.seq = e.seq AND t.name = ? AND t.value = ?").count(), 6);
+        assert_eq!(built.sql.matches("EXISTS (SELECT 1 FROM tags x").count(), 6, "#s checked on each arm's row");
+        assert_eq!(built.sql.matches("(t.created_at < ? OR (t.created_at = ? AND t.idp > ?))").count(), 6);
+        assert!(built.sql.contains("THEN e.raw END AS raw, t.idp AS idp FROM"), "{}", built.sql);
+        assert!(built.sql.ends_with(" ORDER BY created_at DESC, idp ASC LIMIT 100"), "{}", built.sql);
+        // Per arm: p, value, kind, s, value, since, now, upto, keyset (3).
+        assert_eq!(built.params.len(), 6 * 11);
+        assert_eq!(built.params[1], Param::Text("aa".into()));
+        assert_eq!(built.params[2], Param::Int(1573));
+        assert_eq!(built.params[13], Param::Int(1574));
+        let plain = select_keys(&f, 100, 50, None, 99, &Resume::Start, false, false, Dialect::Postgres);
+        assert!(plain.sql.contains("CAST(NULL AS TEXT) AS raw"), "{}", plain.sql);
+        assert!(plain.sql.contains("e.seq <= $48 ORDER BY") && !plain.sql.contains("$49"), "{}", plain.sql);
+
+        // Not merged: a single-valued tag as selective or more, no kinds, cursor mode, too many arms.
+        let many: Vec<String> = (0..MERGE_MAX_ARMS + 1).map(|i| format!("\"v{i}\"")).collect();
+        let many = format!(r##"{{"kinds":[1],"#p":[{}]}}"##, many.join(","));
+        for json in [
+            r##"{"kinds":[1],"#e":["aa"],"#p":["x","y"]}"##,
+            r##"{"kinds":[1],"#e":[],"#p":["x","y"]}"##,
+            r##"{"#p":["x","y"]}"##,
+            &many,
+        ] {
+            let f = Filter::from_json(json).unwrap();
+            let built = select_keys(&f, 10, 50, None, 99, &Resume::Start, true, false, Dialect::Sqlite);
+            assert!(!built.sql.contains("UNION ALL"), "{json}: {}", built.sql);
+        }
+        let cursor = select_keys(&f, 10, 50, Some(3), 99, &Resume::Start, true, false, Dialect::Sqlite);
+        assert!(!cursor.sql.contains("UNION ALL"), "{}", cursor.sql);
     }
 
     #[test]

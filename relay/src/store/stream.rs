@@ -153,8 +153,8 @@ impl ResultStream {
             c.page = (c.page * 2).min(c.max_page);
             let inline = k <= c.inline_rows;
             let page = |guard| sql::select_keys(&c.filter, k, now, after, upto, &c.resume, inline, guard, dialect);
-            let keys = fetch_page(store, c.kindless, k, page).await?;
-            c.exhausted = keys.len() < k;
+            let (keys, read) = fetch_page(store, c.kindless, k, page).await?;
+            c.exhausted = read < k;
             if let Some(last) = keys.last() {
                 c.resume = match after {
                     Some(_) => Resume::Seq(last.seq),
@@ -219,17 +219,23 @@ impl ResultStream {
 
 /// One page of keys built by `page(kind_guard)`: with `kindless`, the guarded page first (one
 /// index range scan when the tag value has one kind), and the unguarded one if that is empty.
+/// Also the number of rows the page read: a merged page (`sql::merged_keys`) reads an event
+/// once per value it matches, and only the first is kept, so fewer keys than rows does not
+/// mean the end.
 async fn fetch_page(
     store: &Store,
     kindless: bool,
     rows: usize,
     page: impl Fn(bool) -> sql::Built,
-) -> Result<Vec<Key>, StoreError> {
-    let keys = store.fetch_keys(page(kindless), rows).await?;
+) -> Result<(Vec<Key>, usize), StoreError> {
+    let mut keys = store.fetch_keys(page(kindless), rows).await?;
     if kindless && keys.is_empty() {
-        return store.fetch_keys(page(false), rows).await;
+        keys = store.fetch_keys(page(false), rows).await?;
     }
-    Ok(keys)
+    let read = keys.len();
+    let mut seen = std::collections::HashSet::with_capacity(read);
+    keys.retain(|k| seen.insert(k.seq));
+    Ok((keys, read))
 }
 
 /// The keys of one filter's matches, newest first, in keyset pages (never the events' JSON).
@@ -255,8 +261,8 @@ impl KeyPages {
         }
         let (now, dialect) = (self.now, store.dialect());
         let page = |guard| sql::select_keys(&self.filter, k, now, None, i64::MAX, &self.resume, false, guard, dialect);
-        let keys = fetch_page(store, sql::has_kindless_tag_driver(&self.filter), k, page).await?;
-        self.remaining = if keys.len() < k { 0 } else { self.remaining - keys.len() };
+        let (keys, read) = fetch_page(store, sql::has_kindless_tag_driver(&self.filter), k, page).await?;
+        self.remaining = if read < k { 0 } else { self.remaining - keys.len() };
         if let Some(last) = keys.last() {
             self.resume = Resume::After { created_at: last.created_at, id: last.id };
         }
