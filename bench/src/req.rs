@@ -1,11 +1,13 @@
 //! `req`: read latency of DePHY-style queries against a database filled by `populate` (same
 //! `--sessions/--machines/--controllers`), measured from sending REQ to receiving EOSE; each
-//! subscription is CLOSEd after its EOSE. Queries rotate through three filter shapes:
+//! subscription is CLOSEd after its EOSE. Queries rotate through four filter shapes:
 //!
 //! - `latest`: one machine's latest status in its session from its controller
 //!   (`#s`, `#p`, `authors`, `until: now`, `limit: 1`);
 //! - `recent`: five machines of a session over the past 3 days (`since`, `limit: 100`);
-//! - `session`: a page of a session's history (`limit: 50`).
+//! - `session`: a page of a session's history (`limit: 50`);
+//! - `machines`: the latest events of five machines, across sessions (`#p` x5, `limit: 20`),
+//!   as a dApp showing a fleet asks.
 //!
 //! With `--relay-pid`, the relay's CPU time per query and its memory after the load are
 //! reported too.
@@ -47,22 +49,24 @@ pub struct Args {
     population: Population,
 }
 
-/// The three filter shapes.
+/// The four filter shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Latest,
     Recent,
     Session,
+    Machines,
 }
 
 impl Shape {
-    const ALL: [Self; 3] = [Self::Latest, Self::Recent, Self::Session];
+    const ALL: [Self; 4] = [Self::Latest, Self::Recent, Self::Session, Self::Machines];
 
     fn name(self) -> &'static str {
         match self {
             Self::Latest => "latest",
             Self::Recent => "recent",
             Self::Session => "session",
+            Self::Machines => "machines",
         }
     }
 
@@ -71,6 +75,7 @@ impl Shape {
             Self::Latest => "#s #p authors until limit 1",
             Self::Recent => "#s 5x#p since -3d limit 100",
             Self::Session => "#s limit 50",
+            Self::Machines => "5x#p limit 20",
         }
     }
 }
@@ -168,6 +173,13 @@ fn plan(population: &Population, count: usize, now: u64) -> Vec<Query> {
                     "#s": [session_name(random as usize % population.sessions)],
                     "limit": 50,
                 }),
+                Shape::Machines => {
+                    let first = random as usize % population.machines;
+                    let picked: Vec<String> = (0..population.machines.min(5))
+                        .map(|k| machines[(first + k * 7) % population.machines].to_hex())
+                        .collect();
+                    json!({ "kinds": [DEPHY_KIND], "#p": picked, "limit": 20 })
+                }
             };
             Query { index, shape, filter }
         })

@@ -117,22 +117,20 @@ pub fn has_kindless_tag_driver(f: &Filter) -> bool {
 /// Most arms (tag values x kinds) of a merged key page (see [`merged_keys`]).
 pub const MERGE_MAX_ARMS: usize = 32;
 
-/// The tag condition whose values a newest-first key page merges (see [`merged_keys`]): a
-/// multi-valued one on a letter more selective than any single-valued one (DePHY's 5 machines
-/// `#p` beside one session `#s`), with `kinds` given, at most [`MERGE_MAX_ARMS`] arms.
+/// The tag condition whose values a newest-first key page merges (see [`merged_keys`]): the
+/// multi-valued one that would drive the query (no single-valued or empty tag condition, which
+/// drives ahead of it; e.g. a dApp's `#p` of five machines), with `kinds` given, at most
+/// [`MERGE_MAX_ARMS`] arms. Beside a single-valued tag (DePHY's session `#s`) the plan stays
+/// driven by that one: which is cheaper depends on how many of the single value's rows match
+/// (a machine's history in other sessions made merged `#p` ranges the slower plan).
 fn merge_driver(f: &Filter) -> Option<(nostr::SingleLetterTag, usize)> {
-    if f.ids.is_some() {
+    if f.ids.is_some() || f.generic_tags.values().any(|v| v.len() <= 1) {
         return None;
     }
     let kinds = f.kinds.as_ref().filter(|k| !k.is_empty())?;
-    let (tag, values) =
-        f.generic_tags.iter().filter(|(_, v)| v.len() > 1).min_by_key(|(t, _)| tag_preference(t.as_char()))?;
-    let letter = tag_preference(tag.as_char());
-    // Single-valued (or empty: matches nothing) conditions drive ahead of multi-valued ones in
-    // `driver`, so one as selective would drive each arm in place of the merged tag.
-    let outranked = f.generic_tags.iter().any(|(t, v)| v.len() <= 1 && tag_preference(t.as_char()) <= letter);
+    let (tag, values) = f.generic_tags.iter().min_by_key(|(t, _)| tag_preference(t.as_char()))?;
     let arms = values.len() * kinds.len();
-    (!outranked && arms <= MERGE_MAX_ARMS).then_some((*tag, arms))
+    (arms <= MERGE_MAX_ARMS).then_some((*tag, arms))
 }
 
 /// The `FROM ... WHERE ...` part shared by SELECT and COUNT. With `kind_guard`, a kindless
@@ -496,10 +494,11 @@ mod tests {
     }
 
     #[test]
-    fn several_values_of_the_most_selective_tag_merge_one_arm_per_value_and_kind() {
-        let f =
-            Filter::from_json(r##"{"kinds":[1573,1574],"#s":["sess"],"#p":["aa","bb","cc"],"since":10,"limit":100}"##)
-                .unwrap();
+    fn several_values_of_the_driving_tag_merge_one_arm_per_value_and_kind() {
+        let f = Filter::from_json(
+            r##"{"kinds":[1573,1574],"#s":["s1","s2"],"#p":["aa","bb","cc"],"since":10,"limit":100}"##,
+        )
+        .unwrap();
         let id = [1u8; 32];
         let built =
             select_keys(&f, 100, 50, None, 99, &Resume::After { created_at: 7, id }, true, false, Dialect::Sqlite);
@@ -510,20 +509,21 @@ mod tests {
         assert_eq!(built.sql.matches("(t.created_at < ? OR (t.created_at = ? AND t.idp > ?))").count(), 6);
         assert!(built.sql.contains("THEN e.raw END AS raw, t.idp AS idp FROM"), "{}", built.sql);
         assert!(built.sql.ends_with(" ORDER BY created_at DESC, idp ASC LIMIT 100"), "{}", built.sql);
-        // Per arm: p, value, kind, s, value, since, now, upto, keyset (3).
-        assert_eq!(built.params.len(), 6 * 11);
+        // Per arm: p, value, kind, s, 2 values, since, now, upto, keyset (3).
+        assert_eq!(built.params.len(), 6 * 12);
         assert_eq!(built.params[1], Param::Text("aa".into()));
         assert_eq!(built.params[2], Param::Int(1573));
-        assert_eq!(built.params[13], Param::Int(1574));
+        assert_eq!(built.params[14], Param::Int(1574));
         let plain = select_keys(&f, 100, 50, None, 99, &Resume::Start, false, false, Dialect::Postgres);
         assert!(plain.sql.contains("CAST(NULL AS TEXT) AS raw"), "{}", plain.sql);
-        assert!(plain.sql.contains("e.seq <= $48 ORDER BY") && !plain.sql.contains("$49"), "{}", plain.sql);
+        assert!(plain.sql.contains("e.seq <= $54 ORDER BY") && !plain.sql.contains("$55"), "{}", plain.sql);
 
-        // Not merged: a single-valued tag as selective or more, no kinds, cursor mode, too many arms.
+        // Not merged: beside a single-valued or empty tag condition, without kinds, in cursor
+        // mode, with too many arms.
         let many: Vec<String> = (0..MERGE_MAX_ARMS + 1).map(|i| format!("\"v{i}\"")).collect();
         let many = format!(r##"{{"kinds":[1],"#p":[{}]}}"##, many.join(","));
         for json in [
-            r##"{"kinds":[1],"#e":["aa"],"#p":["x","y"]}"##,
+            r##"{"kinds":[1573],"#s":["sess"],"#p":["x","y"]}"##,
             r##"{"kinds":[1],"#e":[],"#p":["x","y"]}"##,
             r##"{"#p":["x","y"]}"##,
             &many,
