@@ -243,18 +243,25 @@ mod tests {
         );
     }
 
-    /// Small and large pages read the same rows, in statement order, and a closed set of
-    /// connections refuses further statements.
-    #[test]
-    fn reads_rows_then_refuses_after_close() {
+    /// A WAL database in a fresh directory (kept while the first value lives) with an
+    /// `events (seq, raw)` table, and a connection to it; `pragmas` run first.
+    fn events_db(pragmas: &str) -> (tempfile::TempDir, PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let setup = Connection::open(&path).unwrap();
         setup
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE events (seq INTEGER PRIMARY KEY, raw TEXT NOT NULL);",
-            )
+            .execute_batch(&format!(
+                "{pragmas} PRAGMA journal_mode = WAL; CREATE TABLE events (seq INTEGER PRIMARY KEY, raw TEXT NOT NULL);"
+            ))
             .unwrap();
+        (dir, path, setup)
+    }
+
+    /// Small and large pages read the same rows, in statement order, and a closed set of
+    /// connections refuses further statements.
+    #[test]
+    fn reads_rows_then_refuses_after_close() {
+        let (_dir, path, setup) = events_db("");
         for seq in 1..=40 {
             setup.execute("INSERT INTO events (seq, raw) VALUES (?1, ?2)", (seq, format!("{{\"n\":{seq}}}"))).unwrap();
         }
@@ -298,15 +305,7 @@ mod tests {
     /// seen) and after the file shrank (VACUUM), and the map goes with the last connection.
     #[test]
     fn read_connections_share_one_map_of_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shared.db");
-        let setup = Connection::open(&path).unwrap();
-        setup
-            .execute_batch(
-                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; \
-                 CREATE TABLE events (seq INTEGER PRIMARY KEY, raw TEXT NOT NULL);",
-            )
-            .unwrap();
+        let (_dir, path, setup) = events_db("PRAGMA page_size = 8192;");
         let fill = |from: i64, to: i64| {
             for seq in from..=to {
                 setup.execute("INSERT INTO events (seq, raw) VALUES (?1, ?2)", (seq, "x".repeat(1000))).unwrap();
