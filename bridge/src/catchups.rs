@@ -22,6 +22,10 @@ use crate::port::RelayPort;
 use crate::status::Status;
 use crate::sync::{self, Requester, SyncLimits};
 
+/// How long after a failed session a peer must stay connected for the failure to be reported
+/// (see `CatchUps::stays_connected`).
+const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+
 /// Pause before a follow-up session, so the rate limits refill part of their budget.
 pub const RESYNC_DELAY: Duration = Duration::from_secs(3);
 /// Most follow-up sessions in a row with one peer.
@@ -63,6 +67,21 @@ impl CatchUps {
         tokio::spawn(async move { this.run(peer, delay).await });
     }
 
+    /// Whether `peer` is still connected a moment after a session failed. A session fails the
+    /// instant its connection drops, and the node learns of the drop an instant later (a
+    /// refusal, or another network, is reported once when it closes); a peer that is gone
+    /// within [`DISCONNECT_GRACE`] took the session with it.
+    async fn stays_connected(&self, peer: &PeerId) -> bool {
+        let deadline = tokio::time::Instant::now() + DISCONNECT_GRACE;
+        while self.status.is_connected(peer) {
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            tokio::time::sleep(DISCONNECT_GRACE / 10).await;
+        }
+        false
+    }
+
     async fn run(self, peer: PeerId, delay: Duration) {
         tokio::time::sleep(delay).await;
         let mut follow_ups = 0;
@@ -78,7 +97,7 @@ impl CatchUps {
                 }
                 Err(e) => {
                     metrics::counter!(m::SYNC_SESSIONS, "result" => "error").increment(1);
-                    if self.status.is_connected(&peer) && !e.contains(crate::node::NO_SYNC_PROTOCOL) {
+                    if !e.contains(crate::node::NO_SYNC_PROTOCOL) && self.stays_connected(&peer).await {
                         tracing::warn!(peer = %peer, error = %e, "catch-up failed");
                     } else {
                         // The connection went away (a refusal is reported once, on close), or
