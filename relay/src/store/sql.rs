@@ -123,14 +123,13 @@ pub const MERGE_MAX_ARMS: usize = 32;
 /// [`MERGE_MAX_ARMS`] arms. Beside a single-valued tag (DePHY's session `#s`) the plan stays
 /// driven by that one: which is cheaper depends on how many of the single value's rows match
 /// (a machine's history in other sessions made merged `#p` ranges the slower plan).
-fn merge_driver(f: &Filter) -> Option<(nostr::SingleLetterTag, usize)> {
+fn merge_driver(f: &Filter) -> Option<nostr::SingleLetterTag> {
     if f.ids.is_some() || f.generic_tags.values().any(|v| v.len() <= 1) {
         return None;
     }
     let kinds = f.kinds.as_ref().filter(|k| !k.is_empty())?;
     let (tag, values) = f.generic_tags.iter().min_by_key(|(t, _)| tag_preference(t.as_char()))?;
-    let arms = values.len() * kinds.len();
-    (arms <= MERGE_MAX_ARMS).then_some((*tag, arms))
+    (values.len() * kinds.len() <= MERGE_MAX_ARMS).then_some(*tag)
 }
 
 /// The `FROM ... WHERE ...` part shared by SELECT and COUNT. With `kind_guard`, a kindless
@@ -297,7 +296,7 @@ pub fn select_keys(
     // (five machines' latest at 200k events: p50 14 ms against 7-8.6 ms).
     if after.is_none()
         && dialect == Dialect::Sqlite
-        && let Some((tag, _)) = merge_driver(f)
+        && let Some(tag) = merge_driver(f)
     {
         return merged_keys(f, tag, limit, now, upto, resume, inline_raw, dialect);
     }
