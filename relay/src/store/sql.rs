@@ -49,6 +49,15 @@ impl Builder {
         }
     }
 
+    /// The keyset condition of a newest-first page resumed after `(created_at, id)`, on the
+    /// rows of `table` (`t` or `e`): older rows, or as old with a larger id prefix.
+    fn after_key(&mut self, table: &str, created_at: i64, id: &[u8; 32]) -> String {
+        let p1 = self.bind(Param::Int(created_at));
+        let p2 = self.bind(Param::Int(created_at));
+        let p3 = self.bind(Param::Int(super::id_prefix(id)));
+        format!(" AND ({table}.created_at < {p1} OR ({table}.created_at = {p2} AND {table}.idp > {p3}))")
+    }
+
     /// `(p1,p2,...)` for `IN`; an empty list (a filter's `[]`) is `(NULL)`, which matches
     /// nothing on both backends (PostgreSQL has no `IN ()`).
     fn list(&mut self, items: impl IntoIterator<Item = Param>) -> String {
@@ -318,10 +327,7 @@ pub fn select_keys(
                     Order::Tag => "t",
                     Order::Event => "e",
                 };
-                let p1 = b.bind(Param::Int(*created_at));
-                let p2 = b.bind(Param::Int(*created_at));
-                let p3 = b.bind(Param::Int(super::id_prefix(id)));
-                write!(conds, " AND ({t}.created_at < {p1} OR ({t}.created_at = {p2} AND {t}.idp > {p3}))").ok();
+                conds.push_str(&b.after_key(t, *created_at, id));
             }
             order.clause()
         }
@@ -378,10 +384,7 @@ fn merged_keys(
                 b.bind(Param::Int(upto))
             );
             if let Resume::After { created_at, id } = resume {
-                let p1 = b.bind(Param::Int(*created_at));
-                let p2 = b.bind(Param::Int(*created_at));
-                let p3 = b.bind(Param::Int(super::id_prefix(id)));
-                write!(sql, " AND (t.created_at < {p1} OR (t.created_at = {p2} AND t.idp > {p3}))").ok();
+                sql.push_str(&b.after_key("t", *created_at, id));
             }
             arms.push(sql);
         }
