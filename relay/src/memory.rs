@@ -1,14 +1,15 @@
 //! Gives freed heap memory back to the operating system.
 //!
-//! glibc keeps what a thread frees in that thread's arena for reuse; only the top of an arena
-//! is ever returned by itself. A relay's allocations come in bursts (a group commit's batch,
-//! a page of query results, a spike of connections), spread over a dozen threads (tokio
-//! workers, one per SQLite connection), so after a burst most of the freed memory stayed
-//! resident: a third of the relay's anonymous memory after a REQ load was free chunks.
-//! `malloc_trim(0)` hands the free pages of every arena back (`MADV_DONTNEED`). It runs when
-//! the writer has been idle for a second (see `store::writer`) and every [`PERIOD`], on a blocking thread:
-//! not more often, because memory handed back is faulted in again by the next burst (once a
-//! second cost up to 10 µs of CPU per ingested event). Other platforms need nothing here.
+//! The relay binary allocates through mimalloc (`main.rs`), which returns the pages it frees by
+//! itself, a few milliseconds after they empty. SQLite allocates through glibc's malloc, which
+//! keeps what a thread frees in that thread's arena for reuse; only the top of an arena is
+//! ever returned by itself. SQLite's allocations come in bursts (a group commit's pages, a
+//! page of query results), spread over one thread per connection, so after a burst most of the
+//! freed memory stayed resident. `malloc_trim(0)` hands the free pages of every arena back
+//! (`MADV_DONTNEED`). It runs when the writer has been idle for a second (see `store::writer`)
+//! and every [`PERIOD`], on a blocking thread: not more often, because memory handed back is
+//! faulted in again by the next burst (once a second cost up to 10 µs of CPU per ingested
+//! event). Other platforms need nothing here.
 
 use std::time::Duration;
 
