@@ -25,7 +25,7 @@ pub struct Args {
     authors: usize,
     /// Process id of the relay (e.g. `$(pgrep dephy-relay)`): reports its CPU time (utime +
     /// stime from /proc) per acknowledged event, counted from before the connections open to
-    /// after the last OK.
+    /// after the last OK, and its threads' context switches per event.
     #[arg(long)]
     relay_pid: Option<u32>,
 }
@@ -39,6 +39,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     let messages = events::sign_now(args.events, &session, "ingest-author", args.authors).await?;
 
     let cpu_before = args.relay_pid.map(proc_cpu::cpu_time).transpose()?;
+    let switches_before = args.relay_pid.map(proc_cpu::context_switches).transpose()?;
     let report = sender::send_all(url, messages, args.connections, args.window, None).await?;
     report.print();
     // Relay CPU microseconds per acknowledged event.
@@ -51,6 +52,16 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         }
         _ => None,
     };
+    // Relay context switches per acknowledged event (thread hand-offs and waits).
+    let switches_per_event = match (args.relay_pid, switches_before) {
+        (Some(pid), Some(before)) => {
+            let switches = proc_cpu::context_switches(pid)?.saturating_sub(before);
+            let per_event = switches as f64 / report.accepted.max(1) as f64;
+            println!("relay context switches: {switches} ({per_event:.3} per acknowledged event)");
+            Some(round3(per_event))
+        }
+        _ => None,
+    };
     summary::print(
         "ingest",
         json!({
@@ -59,6 +70,7 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
             "window": args.window,
             "accepted": report.accepted,
             "relay_cpu_us_per_event": cpu_us_per_event,
+            "relay_switches_per_event": switches_per_event,
             "duplicates": report.duplicates,
             "rejected": report.rejected,
             "secs": round3(report.elapsed.as_secs_f64()),

@@ -26,6 +26,33 @@ pub fn cpu_time(pid: impl std::fmt::Display) -> Result<Duration> {
     Ok(Duration::from_secs_f64(total as f64 / clock_ticks_per_sec() as f64))
 }
 
+/// Context switches (voluntary and not) of all of process `pid`'s live threads, from
+/// `/proc/<pid>/task/*/status`. A thread that exited between two readings takes its count
+/// with it, so a difference is a lower bound. Each switch is a thread that blocked (a hand-off
+/// to another thread, a wait on a lock or a full queue) or was preempted: what a pipeline
+/// stage costs beyond its own work.
+pub fn context_switches(pid: impl std::fmt::Display) -> Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).with_context(|| {
+        format!("cannot list {dir}: is {pid} the relay's process id (see `pgrep dephy-relay`) and is it still running?")
+    })?;
+    let mut total = 0;
+    for task in tasks {
+        // A thread may exit while we read: skip it.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else { continue };
+        total += status
+            .lines()
+            .filter_map(|line| {
+                let value = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+                value.trim().parse::<u64>().ok()
+            })
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 /// The kernel's clock ticks per second (`USER_HZ`), the unit of utime and stime.
 fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
@@ -47,5 +74,17 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(cpu_time(pid).unwrap() > before, "50 ms of spinning left utime+stime unchanged");
+    }
+
+    #[test]
+    fn context_switches_count_a_thread_that_blocks() {
+        let pid = std::process::id();
+        let before = context_switches(pid).unwrap();
+        // Each sleep blocks the thread: at least one voluntary switch apiece.
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = context_switches(pid).unwrap();
+        assert!(after >= before + 20, "20 sleeps counted {} switches", after - before);
     }
 }
