@@ -1,7 +1,7 @@
 //! Gives freed heap memory back to the operating system.
 //!
 //! The relay binary allocates through mimalloc (`main.rs`), which returns the pages it frees by
-//! itself, a few milliseconds after they empty. SQLite allocates through glibc's malloc, which
+//! itself, within a fraction of a second after they empty (its purge delay). SQLite allocates through glibc's malloc, which
 //! keeps what a thread frees in that thread's arena for reuse; only the top of an arena is
 //! ever returned by itself. SQLite's allocations come in bursts (a group commit's pages, a
 //! page of query results), spread over one thread per connection, so after a burst most of the
