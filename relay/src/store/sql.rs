@@ -275,6 +275,12 @@ pub enum Resume {
 /// [`select_keys`]); larger events are read afterwards, in batches.
 pub const INLINE_RAW_BYTES: usize = 4096;
 
+/// The column of a key page that carries the event's JSON when it is at most
+/// [`INLINE_RAW_BYTES`] (NULL otherwise).
+fn inline_raw_column() -> String {
+    format!("CASE WHEN octet_length(e.raw) <= {INLINE_RAW_BYTES} THEN e.raw END")
+}
+
 /// One page of keys (`seq, created_at, id, octet_length(raw)`) for a streamed query: rows of
 /// `f` committed at or below `upto`, continuing after `resume`, at most `limit`. With
 /// `inline_raw`, a fifth column holds the event's JSON when it is at most
@@ -336,7 +342,7 @@ pub fn select_keys(
     // while planning and then re-prepares the statement at every execution, which cost a
     // simple REQ more CPU than running it. Each distinct limit is one more cached statement.
     let raw = match inline_raw {
-        true => format!(", CASE WHEN octet_length(e.raw) <= {INLINE_RAW_BYTES} THEN e.raw END"),
+        true => format!(", {}", inline_raw_column()),
         false => String::new(),
     };
     let sql = format!(
@@ -366,7 +372,7 @@ fn merged_keys(
 ) -> Built {
     let mut b = Builder { dialect, params: Vec::new() };
     let raw = match inline_raw {
-        true => format!("CASE WHEN octet_length(e.raw) <= {INLINE_RAW_BYTES} THEN e.raw END"),
+        true => inline_raw_column(),
         false => "CAST(NULL AS TEXT)".to_string(),
     };
     let values = f.generic_tags.get(&tag).cloned().unwrap_or_default();
