@@ -1,13 +1,15 @@
 //! `ingest`: write throughput. Pre-signed DePHY events (created now, in a session unique to the
 //! run so reruns never produce duplicates) are pipelined over many connections; the result is
-//! acknowledged events per second, the relay sending OK only once an event is committed.
+//! acknowledged events per second, the relay sending OK only once an event is committed. With
+//! `--relay-pid`, also the relay's CPU per event, in microseconds and in Schnorr signature checks
+//! measured before and after the run (see `calibrate`).
 
 use anyhow::Result;
 use serde_json::json;
 
 use crate::events;
 use crate::stats::round3;
-use crate::{proc_cpu, sender, summary};
+use crate::{calibrate, proc_cpu, sender, summary};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,6 +40,8 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
     );
     let messages = events::sign_now(args.events, &session, "ingest-author", args.authors).await?;
 
+    // The machine's speed now, before and after the run (see `calibrate`).
+    let verify_before = calibrate::schnorr_verify_us()?;
     let cpu_before = args.relay_pid.map(proc_cpu::cpu_time).transpose()?;
     let switches_before = args.relay_pid.map(proc_cpu::context_switches).transpose()?;
     let report = sender::send_all(url, messages, args.connections, args.window, None).await?;
@@ -62,6 +66,10 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
         }
         _ => None,
     };
+    let verify_us = (verify_before + calibrate::schnorr_verify_us()?) / 2.0;
+    println!("one Schnorr signature check here: {verify_us:.2} us of CPU (mean of before and after)");
+    // The relay's CPU per event in units of signature checks: comparable across noisy runs.
+    let cpu_in_verifies = cpu_us_per_event.map(|us| (us / verify_us * 100.0).round() / 100.0);
     summary::print(
         "ingest",
         json!({
@@ -70,6 +78,8 @@ pub async fn run(url: &str, args: Args) -> Result<()> {
             "window": args.window,
             "accepted": report.accepted,
             "relay_cpu_us_per_event": cpu_us_per_event,
+            "relay_cpu_per_event_in_verifies": cpu_in_verifies,
+            "schnorr_verify_us": round3(verify_us),
             "relay_switches_per_event": switches_per_event,
             "duplicates": report.duplicates,
             "rejected": report.rejected,

@@ -5,6 +5,7 @@
 //! benchmark prints human-readable lines and ends with a single-line JSON summary on stdout.
 
 mod abuse;
+mod calibrate;
 mod conn;
 mod disk;
 mod events;
@@ -62,6 +63,9 @@ enum Command {
     Proofs(proofs::Args),
     /// Memory under hostile readers: many connections send a large REQ and never read.
     Abuse(abuse::Args),
+    /// CPU time of one Schnorr signature check on this machine now (no relay needed): the
+    /// unit that makes CPU-per-event figures from noisy shared cores comparable.
+    Calibrate(calibrate::Args),
     /// A long mixed run (ingest, REQs, live subscribers, slow readers, reconnect storms,
     /// oversized frames) sampling the relay's memory and open files; not part of CI.
     Soak(soak::Args),
@@ -96,6 +100,9 @@ async fn run(cli: Cli) -> Result<()> {
             cli.url
         );
     }
+    if let Command::Calibrate(args) = cli.command {
+        return calibrate::run(args);
+    }
     let fd_limit = rlimit::raise_nofile_limit()?;
     conn::probe(&cli.url).await?;
     let url = cli.url.as_str();
@@ -111,5 +118,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Proofs(args) => proofs::run(url, args).await,
         Command::Abuse(args) => abuse::run(url, args, fd_limit).await,
         Command::Soak(args) => soak::run(url, args).await,
+        Command::Calibrate(_) => unreachable!("run before the relay is probed"),
     }
 }
