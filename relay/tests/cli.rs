@@ -158,7 +158,12 @@ async fn logs_to_a_file_have_no_ansi_codes() {
     let mut cmd = serve_logging_to(dir.path(), &["--listen", &format!("127.0.0.1:{port}"), "--db", &db], &log_path);
     // Neither NO_COLOR nor a terminal: the file alone must turn colour off.
     let mut child = cmd.env_remove("NO_COLOR").env("RUST_LOG", "debug").spawn().unwrap();
-    let ready = eventually(READY_TIMEOUT, || port_is_listening(port)).await;
+    // "relay ready" is logged just after the port opens: wait for both.
+    let ready = eventually(READY_TIMEOUT, || async {
+        port_is_listening(port).await
+            && String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()).contains("relay ready")
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read(&log_path).unwrap();

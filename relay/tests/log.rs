@@ -130,7 +130,9 @@ async fn checkpoints_are_signed_and_published(backend: Backend) {
     };
     let event = Event::from_json(body["event"].to_string()).unwrap();
     let cp = Checkpoint::from_event(&event, Some(&relay_pk)).expect("checkpoint signed by the relay key");
-    assert_eq!(cp.tree_size, 5);
+    // At least the five events: a checkpoint signed while they were being published is itself
+    // a leaf, and the next one counts it too.
+    assert!(cp.tree_size >= 5, "{cp:?}");
     let proof = inclusion(&relay, &events[4].id.to_hex(), cp.tree_size).await;
     assert_eq!(verify_inclusion(&proof), cp.root_hash, "checkpoint root matches the proofs");
     assert!(Checkpoint::from_event(&event, Some(&keys.public_key())).is_err(), "wrong author is rejected");
