@@ -341,22 +341,61 @@ fn is_hex64(v: &serde_json::Value) -> bool {
 }
 
 /// Builders for relay → client messages. Event JSON is spliced in verbatim.
+///
+/// The messages sent once per event (EVENT, OK) are written into one buffer of their final
+/// size: `format!` with a quoted argument allocated the quoted string, then grew its output
+/// (sized from the literal pieces) by reallocation and copy while splicing in ~650 bytes of
+/// event, for every event of every REQ.
 pub mod out {
     fn quote(s: &str) -> String {
         serde_json::to_string(s).expect("strings serialize")
     }
 
+    /// Appends `s` as a JSON string, exactly as [`quote`] writes it.
+    fn push_quoted(out: &mut String, s: &str) {
+        // serde_json escapes only `"`, `\` and control characters; anything else is copied.
+        if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            out.push_str(&quote(s));
+        } else {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+    }
+
+    /// `["EVENT",<sub_id>,<event_json><tail>]` with `extra` bytes of room for the tail.
+    fn event_frame(sub_id: &str, event_json: &str, extra: usize) -> String {
+        let mut out = String::with_capacity("[\"EVENT\",\"\",]".len() + sub_id.len() + event_json.len() + extra);
+        out.push_str("[\"EVENT\",");
+        push_quoted(&mut out, sub_id);
+        out.push(',');
+        out.push_str(event_json);
+        out
+    }
+
     pub fn event(sub_id: &str, event_json: &str) -> String {
-        format!("[\"EVENT\",{},{}]", quote(sub_id), event_json)
+        let mut out = event_frame(sub_id, event_json, 0);
+        out.push(']');
+        out
     }
 
     /// An EVENT for a cursor subscription: the arrival sequence rides as a fourth element.
     pub fn event_with_seq(sub_id: &str, event_json: &str, seq: i64) -> String {
-        format!("[\"EVENT\",{},{},{{\"seq\":{}}}]", quote(sub_id), event_json, seq)
+        // `,{"seq":` + at most 20 characters of an i64 + `}`.
+        let mut out = event_frame(sub_id, event_json, 29);
+        out.push_str(",{\"seq\":");
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{seq}}}]"));
+        out
     }
 
     pub fn ok(id: &str, accepted: bool, message: &str) -> String {
-        format!("[\"OK\",{},{},{}]", quote(id), accepted, quote(message))
+        let mut out = String::with_capacity("[\"OK\",\"\",false,\"\"]".len() + id.len() + message.len());
+        out.push_str("[\"OK\",");
+        push_quoted(&mut out, id);
+        out.push_str(if accepted { ",true," } else { ",false," });
+        push_quoted(&mut out, message);
+        out.push(']');
+        out
     }
 
     pub fn eose(sub_id: &str) -> String {
@@ -395,6 +434,33 @@ mod tests {
     use super::*;
 
     const B: Bounds = Bounds { max_filters: 8, max_subid: 64, max_values: 3 };
+
+    /// EVENT and OK are written by hand into one buffer: byte for byte what `format!` with
+    /// serde_json's quoting wrote, for plain ids and for ones that need escapes, and in one
+    /// allocation of the final size (no growth while the event is spliced in).
+    #[test]
+    fn per_event_messages_match_the_formatted_ones_in_one_allocation() {
+        let quote = |s: &str| serde_json::to_string(s).unwrap();
+        let event = r#"{"id":"ab","content":"x \" \\ é"}"#;
+        for sub in ["s", "sub-1 é 𝄞", "q\"uote", "back\\slash", "ctl\u{1}\u{1f}", "del\u{7f}", ""] {
+            let plain = out::event(sub, event);
+            assert_eq!(plain, format!("[\"EVENT\",{},{}]", quote(sub), event));
+            if quote(sub).len() == sub.len() + 2 {
+                assert_eq!(plain.capacity(), plain.len(), "{sub:?}: grew or over-reserved");
+            }
+            serde_json::from_str::<serde_json::Value>(&plain).expect("valid JSON");
+            for seq in [0, 42, i64::MAX, i64::MIN] {
+                let cursor = out::event_with_seq(sub, event, seq);
+                assert_eq!(cursor, format!("[\"EVENT\",{},{},{{\"seq\":{}}}]", quote(sub), event, seq));
+            }
+            for accepted in [true, false] {
+                let ok = out::ok(sub, accepted, "invalid: \"bad\" \u{0}");
+                assert_eq!(ok, format!("[\"OK\",{},{},{}]", quote(sub), accepted, quote("invalid: \"bad\" \u{0}")));
+            }
+        }
+        let ok = out::ok(&"a".repeat(64), true, "");
+        assert!(ok.capacity() - ok.len() <= 1, "one allocation for an OK: {}", ok.capacity() - ok.len());
+    }
 
     #[test]
     fn after_seq_is_a_cursor_for_the_whole_req() {
