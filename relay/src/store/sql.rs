@@ -153,6 +153,15 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
     // Drive from one tag condition unless ids pin the rows already: a single-valued one
     // (joined, so the index yields rows in order) if any, else a multi-valued one (IN subquery).
     let driver = driver(&tags, f).map(|i| tags.remove(i));
+    // On the tag-driven plan, a single value of another tag bounds the scan from above: no row
+    // newer than that value's newest of the kind can match. The driver's range (a machine's
+    // `#p`) then starts there, one index seek, instead of walking (a probe each) every newer row
+    // of the value in other sessions (`#s`). It needs a single kind (MAX on the index's order)
+    // and replaces `until`, which the bound applies already: SQLite seeks on one upper bound.
+    let one_kind = f.kinds.as_ref().filter(|k| k.len() == 1).and_then(|k| k.iter().next()).copied();
+    let bounded = matches!(&driver, Some((_, values)) if values.len() == 1)
+        && one_kind.is_some()
+        && tags.iter().any(|(_, values)| values.len() == 1);
     let kinds =
         |b: &mut Builder| f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))));
     let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(super::ts(t))));
@@ -181,7 +190,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
             if let Some(p) = since(b) {
                 conds.push(format!("t.created_at >= {p}"));
             }
-            if let Some(p) = until(b) {
+            if !bounded && let Some(p) = until(b) {
                 conds.push(format!("t.created_at <= {p}"));
             }
         }
@@ -229,6 +238,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
         Order::Tag => "t",
         Order::Event => "e",
     };
+    let mut bound = None;
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
         let l = b.list(values.iter().map(|v| super::tag_value(v, b.dialect)).collect::<Vec<_>>());
@@ -237,7 +247,19 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
             "EXISTS (SELECT 1 FROM tags x WHERE x.name = {name} AND x.value IN {l} \
              AND x.kind = {row}.kind AND x.created_at = {row}.created_at AND x.seq = {row}.seq)"
         ));
+        // The first single-valued one bounds the driver (see `bounded`).
+        if let (true, None, [value], Some(kind)) = (bounded, &bound, values.as_slice(), one_kind) {
+            let name = b.bind(Param::Text(letter.to_string()));
+            let value = b.bind(super::tag_value(value, b.dialect));
+            let kind = b.bind(Param::Int(kind.as_u16() as i64));
+            let until = until(b).map(|p| format!(" AND y.created_at <= {p}")).unwrap_or_default();
+            bound = Some(format!(
+                "t.created_at <= (SELECT MAX(y.created_at) FROM tags y \
+                 WHERE y.name = {name} AND y.value = {value} AND y.kind = {kind}{until})"
+            ));
+        }
     }
+    conds.extend(bound);
     let now = b.bind(Param::Int(now));
     conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));
     sql.push_str(" WHERE ");
@@ -440,7 +462,31 @@ mod tests {
         assert_eq!(built.params[0], Param::Text("p".into()));
         assert!(built.sql.contains("ORDER BY t.created_at DESC, t.idp ASC"));
         assert!(built.sql.contains("x.name = "), "s tag becomes EXISTS: {}", built.sql);
-        assert_eq!(built.params.len(), 8);
+        // The session's newest row of the kind up to `until` bounds the machine's range, in
+        // place of `until` itself: one upper bound for the index seek.
+        let bound = "t.created_at <= (SELECT MAX(y.created_at) FROM tags y \
+                     WHERE y.name = $7 AND y.value = $8 AND y.kind = $9 AND y.created_at <= $10)";
+        assert!(built.sql.contains(bound), "{}", built.sql);
+        assert_eq!(built.sql.matches("t.created_at <=").count(), 1, "{}", built.sql);
+        assert_eq!(built.params[6..10], [Param::Text("s".into()), Param::Text("sess".into()), Param::Int(1573), Param::Int(100)]);
+        assert_eq!(built.params.len(), 11);
+    }
+
+    /// The upper bound from a second tag needs its single value and a single kind (one index
+    /// seek); a tag with several values, several kinds or none, or a plan not driven by a tag
+    /// row, go without it.
+    #[test]
+    fn a_second_single_valued_tag_bounds_the_driver_only_with_one_kind() {
+        let bounded = |json: &str| {
+            let f = Filter::from_json(json).unwrap();
+            select(&f, 1, 50, None, Dialect::Sqlite).sql.contains("SELECT MAX(y.created_at)")
+        };
+        assert!(bounded(r##"{"kinds":[1573],"#s":["sess"],"#p":["aa"]}"##));
+        assert!(!bounded(r##"{"kinds":[1573],"#s":["sess","other"],"#p":["aa"]}"##));
+        assert!(!bounded(r##"{"kinds":[1573,1],"#s":["sess"],"#p":["aa"]}"##));
+        assert!(!bounded(r##"{"#s":["sess"],"#p":["aa"]}"##));
+        assert!(!bounded(r##"{"kinds":[1573],"#p":["aa"]}"##));
+        assert!(!bounded(r##"{"kinds":[1573],"#s":["sess"],"#p":["aa","bb"]}"##), "driven by #s; #p has two values");
     }
 
     #[test]
