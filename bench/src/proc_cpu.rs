@@ -40,17 +40,22 @@ pub fn context_switches(pid: impl std::fmt::Display) -> Result<u64> {
     for task in tasks {
         // A thread may exit while we read: skip it.
         let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else { continue };
-        total += status
-            .lines()
-            .filter_map(|line| {
-                let value = line
-                    .strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))?;
-                value.trim().parse::<u64>().ok()
-            })
-            .sum::<u64>();
+        total += switches_in(&status);
     }
     Ok(total)
+}
+
+/// Voluntary plus involuntary context switches in one thread's `/proc/.../status` text.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|line| {
+            let value = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+            value.trim().parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// The kernel's clock ticks per second (`USER_HZ`), the unit of utime and stime.
@@ -76,15 +81,19 @@ mod tests {
         assert!(cpu_time(pid).unwrap() > before, "50 ms of spinning left utime+stime unchanged");
     }
 
+    /// Counted on this thread: the process-wide sum loses the counts of threads that exit
+    /// meanwhile (other tests running in parallel), so its difference can come out short.
     #[test]
     fn context_switches_count_a_thread_that_blocks() {
-        let pid = std::process::id();
-        let before = context_switches(pid).unwrap();
+        let own = || switches_in(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+        let before = own();
         // Each sleep blocks the thread: at least one voluntary switch apiece.
         for _ in 0..20 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let after = context_switches(pid).unwrap();
+        let after = own();
         assert!(after >= before + 20, "20 sleeps counted {} switches", after - before);
+        // The process's sum covers every live thread, this one included.
+        assert!(context_switches(std::process::id()).unwrap() >= after);
     }
 }
