@@ -159,9 +159,15 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
     // of the value in other sessions (`#s`). It needs a single kind (MAX on the index's order)
     // and replaces `until`, which the bound applies already: SQLite seeks on one upper bound.
     let one_kind = f.kinds.as_ref().filter(|k| k.len() == 1).and_then(|k| k.iter().next()).copied();
-    let bounded = matches!(&driver, Some((_, values)) if values.len() == 1)
-        && one_kind.is_some()
-        && tags.iter().any(|(_, values)| values.len() == 1);
+    let bound_by = match (&driver, one_kind) {
+        (Some((_, driver_values)), Some(kind)) if driver_values.len() == 1 => {
+            tags.iter().find_map(|(letter, values)| match values.as_slice() {
+                [value] => Some((*letter, value.as_str(), kind)),
+                _ => None,
+            })
+        }
+        _ => None,
+    };
     let kinds =
         |b: &mut Builder| f.kinds.as_ref().map(|kinds| b.list(kinds.iter().map(|k| Param::Int(k.as_u16() as i64))));
     let since = |b: &mut Builder| f.since.map(|t| b.bind(Param::Int(super::ts(t))));
@@ -190,7 +196,7 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
             if let Some(p) = since(b) {
                 conds.push(format!("t.created_at >= {p}"));
             }
-            if !bounded && let Some(p) = until(b) {
+            if bound_by.is_none() && let Some(p) = until(b) {
                 conds.push(format!("t.created_at <= {p}"));
             }
         }
@@ -238,7 +244,6 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
         Order::Tag => "t",
         Order::Event => "e",
     };
-    let mut bound = None;
     for (letter, values) in &tags {
         let name = b.bind(Param::Text(letter.to_string()));
         let l = b.list(values.iter().map(|v| super::tag_value(v, b.dialect)).collect::<Vec<_>>());
@@ -247,19 +252,17 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
             "EXISTS (SELECT 1 FROM tags x WHERE x.name = {name} AND x.value IN {l} \
              AND x.kind = {row}.kind AND x.created_at = {row}.created_at AND x.seq = {row}.seq)"
         ));
-        // The first single-valued one bounds the driver (see `bounded`).
-        if let (true, None, [value], Some(kind)) = (bounded, &bound, values.as_slice(), one_kind) {
-            let name = b.bind(Param::Text(letter.to_string()));
-            let value = b.bind(super::tag_value(value, b.dialect));
-            let kind = b.bind(Param::Int(kind.as_u16() as i64));
-            let until = until(b).map(|p| format!(" AND y.created_at <= {p}")).unwrap_or_default();
-            bound = Some(format!(
-                "t.created_at <= (SELECT MAX(y.created_at) FROM tags y \
-                 WHERE y.name = {name} AND y.value = {value} AND y.kind = {kind}{until})"
-            ));
-        }
     }
-    conds.extend(bound);
+    if let Some((letter, value, kind)) = bound_by {
+        let name = b.bind(Param::Text(letter.to_string()));
+        let value = b.bind(super::tag_value(value, b.dialect));
+        let kind = b.bind(Param::Int(kind.as_u16() as i64));
+        let until = until(b).map(|p| format!(" AND y.created_at <= {p}")).unwrap_or_default();
+        conds.push(format!(
+            "t.created_at <= (SELECT MAX(y.created_at) FROM tags y \
+             WHERE y.name = {name} AND y.value = {value} AND y.kind = {kind}{until})"
+        ));
+    }
     let now = b.bind(Param::Int(now));
     conds.push(format!("(e.expires_at IS NULL OR e.expires_at > {now})"));
     sql.push_str(" WHERE ");
