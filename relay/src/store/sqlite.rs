@@ -63,6 +63,7 @@ const INLINE_READ_ROWS: usize = 128;
 
 mod readers;
 mod shared_map;
+mod wal_buffer;
 
 /// Turns off SQLite's memory statistics, once, before the first connection opens. With them
 /// on (the default), every allocation SQLite makes takes one process-wide mutex, and the
@@ -116,16 +117,18 @@ impl SqliteStore {
         }
         // The writer never checkpoints the WAL itself (that would stall group commits); a
         // background connection does, see `checkpoint_wal`.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(
-                opts.clone()
-                    .pragma("wal_autocheckpoint", "0")
-                    .statement_cache_capacity(WRITER_STATEMENTS)
-                    .row_buffer_size(WRITER_ROW_QUEUE),
-            )
-            .await?;
+        let mut writer_opts = opts
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .statement_cache_capacity(WRITER_STATEMENTS)
+            .row_buffer_size(WRITER_ROW_QUEUE);
+        // Its WAL writes are gathered into large ones (`wal_buffer`, which needs the
+        // `synchronous = FULL` set above).
+        match wal_buffer::register() {
+            Ok(()) => writer_opts = writer_opts.vfs(wal_buffer::VFS_NAME),
+            Err(e) => tracing::warn!(error = %e, "WAL writes are not combined; ingest costs more CPU"),
+        }
+        let writer = SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_opts).await?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         super::migrations::migrator(super::migrations::SQLITE).await?.run(&writer).await?;
         let read_opts = opts.read_only(true).pragma("cache_size", format!("-{READER_CACHE_KIB}"));
