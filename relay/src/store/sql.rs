@@ -196,7 +196,9 @@ fn from_where(b: &mut Builder, f: &Filter, now: i64, kind_guard: bool) -> (Strin
             if let Some(p) = since(b) {
                 conds.push(format!("t.created_at >= {p}"));
             }
-            if bound_by.is_none() && let Some(p) = until(b) {
+            if bound_by.is_none()
+                && let Some(p) = until(b)
+            {
                 conds.push(format!("t.created_at <= {p}"));
             }
         }
@@ -471,7 +473,10 @@ mod tests {
                      WHERE y.name = $7 AND y.value = $8 AND y.kind = $9 AND y.created_at <= $10)";
         assert!(built.sql.contains(bound), "{}", built.sql);
         assert_eq!(built.sql.matches("t.created_at <=").count(), 1, "{}", built.sql);
-        assert_eq!(built.params[6..10], [Param::Text("s".into()), Param::Text("sess".into()), Param::Int(1573), Param::Int(100)]);
+        assert_eq!(
+            built.params[6..10],
+            [Param::Text("s".into()), Param::Text("sess".into()), Param::Int(1573), Param::Int(100)]
+        );
         assert_eq!(built.params.len(), 11);
     }
 
