@@ -10,7 +10,7 @@ use dephy_log::{Frontier, Hash, NodeId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::IndexedEvent;
-use super::ops::insert_into;
+use super::ops::{BULK_EVENTS, bulk_chunks, insert_into};
 use super::sql::Dialect;
 
 /// One log entry as served by `/log/entries`.
@@ -78,7 +78,8 @@ where
     for (_, ev) in stored {
         nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
     }
-    for (chunk_start, chunk) in stored.chunks(500).enumerate().map(|(i, c)| (i * 500, c)) {
+    let mut chunk_start = 0;
+    for chunk in bulk_chunks(stored, BULK_EVENTS) {
         let mut sql = format!("{} log_leaves (idx, received_at, seq) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             let b = i * 3;
@@ -92,12 +93,13 @@ where
             q = q.bind((size + (chunk_start + i) as u64) as i64).bind(ev.received_ms).bind(*seq);
         }
         q.execute(&mut *conn).await?;
+        chunk_start += chunk.len();
     }
     // Leaves (level 0) and their parents (level 1: half of all nodes) are not stored: they
     // are recomputed from log_leaves. Databases written before keep their level-1 rows,
     // which hold the same hashes and are no longer read.
     nodes.retain(|(id, _)| id.level > 1);
-    for chunk in nodes.chunks(500) {
+    for chunk in bulk_chunks(&nodes, BULK_EVENTS) {
         let mut sql = format!("{} log_nodes (level, idx, hash) VALUES ", insert_into(dialect));
         for i in 0..chunk.len() {
             let b = i * 3;

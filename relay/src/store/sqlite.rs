@@ -44,12 +44,15 @@ const READER_CACHE_KIB: u32 = 2048;
 /// given back when writes pause (see `store::writer`).
 const WRITER_CACHE_KIB: u32 = 32768;
 
-/// Prepared statements the writer keeps. Bulk inserts are one statement text per row count
-/// (up to 500 rows, ~100-200 KiB prepared); sqlx's default of 100 kept ~10 MiB of them.
-const WRITER_STATEMENTS: usize = 24;
+/// Prepared statements the writer keeps. Bulk inserts are one statement text per row count,
+/// and row counts are powers of two (`ops::bulk_chunks`): up to 10-11 texts for each of the
+/// five bulk statements (events, tags, log leaves, log nodes, chain heads; ~2 MiB prepared in
+/// all), beside the fixed ones. sqlx's default of 100 kept ~10 MiB of them when any row count
+/// could occur.
+const WRITER_STATEMENTS: usize = 64;
 
 /// Rows the writer's SQLite worker thread may queue for the writer task. sqlx's default of
-/// 50 is less than one bulk INSERT returns (`RETURNING seq, id`, up to 500 rows): once the
+/// 50 is less than one bulk INSERT returns (`RETURNING seq, id`, up to 512 rows): once the
 /// queue was full, the worker thread and the writer task handed it back and forth one row at a
 /// time (~0.8 context switches per ingested event). Every write statement is collected whole
 /// (`fetch_all`), so this changes no memory bound.
