@@ -66,6 +66,7 @@ const INLINE_READ_ROWS: usize = 128;
 
 mod readers;
 mod shared_map;
+mod vfs;
 mod wal_buffer;
 
 /// Turns off SQLite's memory statistics, once, before the first connection opens. With them

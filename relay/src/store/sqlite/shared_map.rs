@@ -125,37 +125,13 @@ struct File {
     inner: *mut ffi::sqlite3_file,
 }
 
-/// Bytes before the default VFS's file, 16-aligned.
-const HEADER: usize = std::mem::size_of::<File>().div_ceil(16) * 16;
+/// Bytes before the default VFS's file.
+const HEADER: usize = super::vfs::header_bytes(std::mem::size_of::<File>());
 
 /// Registers the VFS (once); an error says why the read connections cannot use it.
 pub fn register() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            // SAFETY: SQLite's VFS registry calls; the VFS struct is leaked, so it outlives
-            // every connection, and copies the default VFS except for its name, file size
-            // and xOpen.
-            unsafe {
-                let default = ffi::sqlite3_vfs_find(std::ptr::null());
-                if default.is_null() {
-                    return Err("SQLite has no default VFS".into());
-                }
-                let name = std::ffi::CString::new(VFS_NAME).expect("no NUL in the VFS name");
-                let mut vfs: ffi::sqlite3_vfs = std::ptr::read(default);
-                vfs.szOsFile = (HEADER as c_int) + (*default).szOsFile;
-                vfs.pNext = std::ptr::null_mut();
-                vfs.zName = name.into_raw();
-                vfs.pAppData = default.cast();
-                vfs.xOpen = Some(open);
-                let rc = ffi::sqlite3_vfs_register(Box::into_raw(Box::new(vfs)), 0);
-                match rc {
-                    ffi::SQLITE_OK => Ok(()),
-                    rc => Err(format!("cannot register the SQLite VFS {VFS_NAME}: code {rc}")),
-                }
-            }
-        })
-        .clone()
+    super::vfs::register(&REGISTERED, VFS_NAME, HEADER, open)
 }
 
 unsafe extern "C" fn open(
@@ -168,8 +144,7 @@ unsafe extern "C" fn open(
     // SAFETY (whole function): SQLite passes a file of `szOsFile` bytes, and our VFS's
     // pAppData is the default VFS.
     unsafe {
-        let default = (*vfs).pAppData as *mut ffi::sqlite3_vfs;
-        let default_open = (*default).xOpen.expect("the default VFS opens files");
+        let (default, default_open) = super::vfs::default_of(vfs);
         if flags & ffi::SQLITE_OPEN_MAIN_DB == 0 || name.is_null() {
             // The WAL and temporary files: the default VFS's own, in the whole allocation.
             return default_open(default, name, file, flags, out_flags);
