@@ -3,8 +3,8 @@
 //! SQLite writes every WAL frame with two `pwrite` calls, its 24-byte header and then its page,
 //! and a group commit of a large batch writes thousands of frames. Under ingest those calls
 //! were the largest cost after signature checks: ~4 `pwrite` per event, ~18% of the relay's
-//! CPU, most of it per call (the inode lock, its time stamps, the filesystem's journal handle),
-//! not per byte. This VFS (a thin layer over SQLite's default one, used by the writer
+//! CPU, most of it per call, not per byte (the inode lock and time stamps, the page-cache
+//! lookups of each partly written page, and zeroing the rest of a new page at the file's end). This VFS (a thin layer over SQLite's default one, used by the writer
 //! connection only) gathers writes to a WAL file that continue where the previous one ended
 //! into one buffer of at most [`BUFFER_BYTES`], and hands the whole run to the default VFS's
 //! file in one write (15 frames in one `pwrite` instead of 30).
@@ -164,9 +164,10 @@ unsafe extern "C" fn read(
     }
 }
 
-/// Forwards a method to the default VFS's file after writing out the gathered bytes.
+/// Forwards a method to the default VFS's file after writing out the gathered bytes;
+/// `$missing` if the default VFS's file lacks it.
 macro_rules! flush_then_forward {
-    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
             // SAFETY: see `parts`; the default VFS's unix files implement every method.
             unsafe {
@@ -177,16 +178,17 @@ macro_rules! flush_then_forward {
                 }
                 match methods.$field {
                     Some(f) => f(shim.inner $(, $arg)*),
-                    None => ffi::SQLITE_IOERR,
+                    None => $missing,
                 }
             }
         }
     };
 }
 
-flush_then_forward!(truncate, xTruncate, (size: ffi::sqlite3_int64));
-flush_then_forward!(sync, xSync, (flags: c_int));
-flush_then_forward!(file_size, xFileSize, (size: *mut ffi::sqlite3_int64));
+flush_then_forward!(truncate, xTruncate, (size: ffi::sqlite3_int64), ffi::SQLITE_IOERR);
+flush_then_forward!(sync, xSync, (flags: c_int), ffi::SQLITE_IOERR);
+flush_then_forward!(file_size, xFileSize, (size: *mut ffi::sqlite3_int64), ffi::SQLITE_IOERR);
+flush_then_forward!(file_control, xFileControl, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
 
 /// Forwards a method that neither reads nor writes the file's bytes.
 macro_rules! forward {
@@ -209,21 +211,6 @@ forward!(unlock, xUnlock, (level: c_int), ffi::SQLITE_IOERR);
 forward!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int), ffi::SQLITE_IOERR);
 forward!(sector_size, xSectorSize, (), 4096);
 forward!(device_characteristics, xDeviceCharacteristics, (), 0);
-
-unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    // SAFETY: see `parts`.
-    unsafe {
-        let (shim, methods) = parts(file);
-        let rc = flush(shim, methods);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods.xFileControl {
-            Some(f) => f(shim.inner, op, arg),
-            None => ffi::SQLITE_NOTFOUND,
-        }
-    }
-}
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: see `parts`; `pending` was written in `open` and is dropped once, here.
