@@ -1,13 +1,13 @@
 //! Write-combining for the writer's WAL file: consecutive writes go to the file as one `pwrite`.
 //!
-//! SQLite writes every WAL frame with two `pwrite` calls, its 24-byte header and then its page,
-//! and a group commit of a large batch writes thousands of frames. Under ingest those calls
-//! were the largest cost after signature checks: ~4 `pwrite` per event, ~18% of the relay's
-//! CPU, most of it per call, not per byte (the inode lock and time stamps, the page-cache
-//! lookups of each partly written page, and zeroing the rest of a new page at the file's end). This VFS (a thin layer over SQLite's default one, used by the writer
-//! connection only) gathers writes to a WAL file that continue where the previous one ended
-//! into one buffer of at most [`BUFFER_BYTES`], and hands the whole run to the default VFS's
-//! file in one write (15 frames in one `pwrite` instead of 30).
+//! SQLite writes every WAL frame with two `pwrite` calls, its 24-byte header and then its page, and
+//! a group commit of a large batch writes thousands of frames. Under ingest those calls were the
+//! largest cost after signature checks: ~4 `pwrite` per event, ~18% of the relay's CPU, most of it
+//! per call, not per byte (the inode lock and time stamps, the page-cache lookups of each partly
+//! written page, and zeroing the rest of a new page at the file's end). This VFS (a thin layer over
+//! SQLite's default one, used by the writer connection only) gathers writes to a WAL file that
+//! continue where the previous one ended into one buffer of at most [`BUFFER_BYTES`], and hands the
+//! whole run to the default VFS's file in one write (15 frames in one `pwrite` instead of 30).
 //!
 //! Nothing is read or made durable from a stale file: the buffer goes to the file before every
 //! `xSync`, `xRead` of a range it covers, `xTruncate`, `xFileSize`, `xFileControl` and
