@@ -10,7 +10,7 @@ use dephy_log::{Frontier, Hash, NodeId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Row, Type};
 
 use super::IndexedEvent;
-use super::ops::{BULK_EVENTS, bulk_chunks, insert_into};
+use super::ops::{BULK_EVENTS, bulk_chunks, bulk_param as ph, insert_into, values_rows};
 use super::sql::Dialect;
 
 /// One log entry as served by `/log/entries`.
@@ -40,13 +40,6 @@ fn leaf_event_id(index: i64, id: Option<Vec<u8>>) -> Result<[u8; 32], sqlx::Erro
         .map_err(|_| sqlx::Error::Protocol(format!("log leaf {index} has an event id of {} bytes", id.len())))
 }
 
-fn ph(dialect: Dialect, i: usize) -> String {
-    match dialect {
-        Dialect::Postgres => format!("${i}"),
-        Dialect::Sqlite => "?".to_string(),
-    }
-}
-
 /// Appends the stored events (in arrival order) to the log.
 pub async fn append<DB>(
     conn: &mut DB::Connection,
@@ -67,54 +60,126 @@ where
     let size = size_on::<DB, _>(&mut *conn).await?;
     let needed = Frontier::nodes_needed(size);
     let found = nodes_on::<DB>(conn, dialect, &needed).await?;
-    let hashes = needed
-        .iter()
-        .map(|id| found.get(id).copied().ok_or_else(|| sqlx::Error::Protocol(format!("log node {id} is missing"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut frontier =
-        Frontier::from_nodes(size, hashes).map_err(|e| sqlx::Error::Protocol(format!("log frontier: {e}")))?;
-
-    let mut nodes = Vec::new();
-    for (_, ev) in stored {
-        nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
-    }
+    let nodes = new_nodes(size, &needed, &found, stored)?;
     let mut chunk_start = 0;
     for chunk in bulk_chunks(stored, BULK_EVENTS) {
-        let mut sql = format!("{} log_leaves (idx, received_at, seq) VALUES ", insert_into(dialect));
-        for i in 0..chunk.len() {
-            let b = i * 3;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3)));
-        }
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(insert_leaves_sql(dialect, chunk.len())));
         for (i, (seq, ev)) in chunk.iter().enumerate() {
             q = q.bind((size + (chunk_start + i) as u64) as i64).bind(ev.received_ms).bind(*seq);
         }
         q.execute(&mut *conn).await?;
         chunk_start += chunk.len();
     }
-    // Leaves (level 0) and their parents (level 1: half of all nodes) are not stored: they
-    // are recomputed from log_leaves. Databases written before keep their level-1 rows,
-    // which hold the same hashes and are no longer read.
-    nodes.retain(|(id, _)| id.level > 1);
     for chunk in bulk_chunks(&nodes, BULK_EVENTS) {
-        let mut sql = format!("{} log_nodes (level, idx, hash) VALUES ", insert_into(dialect));
-        for i in 0..chunk.len() {
-            let b = i * 3;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({},{},{})", ph(dialect, b + 1), ph(dialect, b + 2), ph(dialect, b + 3)));
-        }
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(insert_nodes_sql(dialect, chunk.len())));
         for (id, hash) in chunk {
             q = q.bind(id.level as i64).bind(id.index as i64).bind(hash.to_vec());
         }
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The log nodes to store for `stored` appended to a log of `size` leaves whose frontier nodes
+/// `needed` were read into `found`. Leaves (level 0) and their parents (level 1: half of all
+/// nodes) are not stored: they are recomputed from log_leaves. Databases written before keep
+/// their level-1 rows, which hold the same hashes and are no longer read.
+pub fn new_nodes(
+    size: u64,
+    needed: &[NodeId],
+    found: &HashMap<NodeId, Hash>,
+    stored: &[(i64, &IndexedEvent)],
+) -> Result<Vec<(NodeId, Hash)>, sqlx::Error> {
+    let hashes = needed
+        .iter()
+        .map(|id| found.get(id).copied().ok_or_else(|| sqlx::Error::Protocol(format!("log node {id} is missing"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut frontier =
+        Frontier::from_nodes(size, hashes).map_err(|e| sqlx::Error::Protocol(format!("log frontier: {e}")))?;
+    let mut nodes = Vec::new();
+    for (_, ev) in stored {
+        nodes.extend(frontier.push(dephy_log::event_leaf_hash(&ev.id, ev.received_ms as u64)));
+    }
+    nodes.retain(|(id, _)| id.level > 1);
+    Ok(nodes)
+}
+
+/// Inserts `n` leaves, 3 parameters each: index, received ms, seq.
+pub fn insert_leaves_sql(dialect: Dialect, n: usize) -> String {
+    format!("{} log_leaves (idx, received_at, seq) VALUES {}", insert_into(dialect), values_rows(dialect, n, 3))
+}
+
+/// Inserts `n` nodes, 3 parameters each: level, index, hash.
+pub fn insert_nodes_sql(dialect: Dialect, n: usize) -> String {
+    format!("{} log_nodes (level, idx, hash) VALUES {}", insert_into(dialect), values_rows(dialect, n, 3))
+}
+
+/// The SQL that gives the log's size.
+pub const SIZE_SQL: &str = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves";
+
+/// What [`nodes_on`] reads for `ids`: the level-0 and level-1 nodes among them (hashed from
+/// leaves), the leaf indexes those cover, and the stored nodes above.
+pub struct NodeReads {
+    pub low: Vec<NodeId>,
+    pub leaves: Vec<u64>,
+    pub inner: Vec<NodeId>,
+}
+
+impl NodeReads {
+    pub fn of(ids: &[NodeId]) -> Self {
+        let (low, inner): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|id| id.level <= 1);
+        let leaves = low
+            .iter()
+            .flat_map(|id| if id.level == 0 { id.index..id.index + 1 } else { 2 * id.index..2 * id.index + 2 })
+            .collect();
+        Self { low, leaves, inner }
+    }
+
+    /// `l.idx, event id, received_at` of each of the leaves, one parameter per leaf index.
+    pub fn leaves_sql(&self, dialect: Dialect) -> String {
+        let list: Vec<String> = (0..self.leaves.len()).map(|i| ph(dialect, i + 1)).collect();
+        format!(
+            "SELECT l.idx, COALESCE(e.id, t.event_id), l.received_at FROM {LEAVES_WITH_IDS} WHERE l.idx IN ({})",
+            list.join(",")
+        )
+    }
+
+    /// `level, idx, hash` of the stored nodes, two parameters (level, index) per node.
+    pub fn inner_sql(&self, dialect: Dialect) -> String {
+        let conds: Vec<String> = (0..self.inner.len())
+            .map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2)))
+            .collect();
+        format!("SELECT level, idx, hash FROM log_nodes WHERE {}", conds.join(" OR "))
+    }
+
+    /// Adds the low nodes' hashes to `out`, from the leaf rows read (index, event id, received ms).
+    pub fn hash_low(
+        &self,
+        rows: impl IntoIterator<Item = (i64, Option<Vec<u8>>, i64)>,
+        out: &mut HashMap<NodeId, Hash>,
+    ) -> Result<(), sqlx::Error> {
+        let mut hashes = HashMap::with_capacity(self.leaves.len());
+        for (index, event_id, received) in rows {
+            let event_id = leaf_event_id(index, event_id)?;
+            if hashes.insert(index as u64, dephy_log::event_leaf_hash(&event_id, received as u64)).is_some() {
+                return Err(sqlx::Error::Protocol(format!("log leaf {index} has more than one event id")));
+            }
+        }
+        for id in &self.low {
+            let hash = if id.level == 0 {
+                hashes.get(&id.index).copied()
+            } else {
+                hashes
+                    .get(&(2 * id.index))
+                    .zip(hashes.get(&(2 * id.index + 1)))
+                    .map(|(l, r)| dephy_log::node_hash(l, r))
+            };
+            if let Some(hash) = hash {
+                out.insert(*id, hash);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Number of leaves in the log.
@@ -126,7 +191,7 @@ where
     for<'t> i64: Decode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let row = sqlx::query::<DB>("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_leaves").fetch_one(exec).await?;
+    let row = sqlx::query::<DB>(SIZE_SQL).fetch_one(exec).await?;
     Ok(row.try_get::<i64, _>(0)? as u64)
 }
 
@@ -146,54 +211,25 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     let mut out = HashMap::with_capacity(ids.len());
-    let (low, inner): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|id| id.level <= 1);
-    // The leaf indexes that the level-0 and level-1 nodes asked for cover.
-    let leaves: Vec<u64> = low
-        .iter()
-        .flat_map(|id| if id.level == 0 { id.index..id.index + 1 } else { 2 * id.index..2 * id.index + 2 })
-        .collect();
-    if !leaves.is_empty() {
-        let list: Vec<String> = (0..leaves.len()).map(|i| ph(dialect, i + 1)).collect();
-        let sql = format!(
-            "SELECT l.idx, COALESCE(e.id, t.event_id), l.received_at FROM {LEAVES_WITH_IDS} WHERE l.idx IN ({})",
-            list.join(",")
-        );
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-        for index in &leaves {
+    let reads = NodeReads::of(ids);
+    if !reads.leaves.is_empty() {
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(reads.leaves_sql(dialect)));
+        for index in &reads.leaves {
             q = q.bind(*index as i64);
         }
-        let mut hashes = HashMap::with_capacity(leaves.len());
-        for row in q.fetch_all(&mut *conn).await? {
-            let index: i64 = row.try_get(0)?;
-            let event_id = leaf_event_id(index, row.try_get(1)?)?;
-            let received: i64 = row.try_get(2)?;
-            if hashes.insert(index as u64, dephy_log::event_leaf_hash(&event_id, received as u64)).is_some() {
-                return Err(sqlx::Error::Protocol(format!("log leaf {index} has more than one event id")));
-            }
-        }
-        for id in low {
-            let hash = if id.level == 0 {
-                hashes.get(&id.index).copied()
-            } else {
-                hashes
-                    .get(&(2 * id.index))
-                    .zip(hashes.get(&(2 * id.index + 1)))
-                    .map(|(l, r)| dephy_log::node_hash(l, r))
-            };
-            if let Some(hash) = hash {
-                out.insert(id, hash);
-            }
-        }
+        let rows = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        reads.hash_low(rows, &mut out)?;
     }
-    if inner.is_empty() {
+    if reads.inner.is_empty() {
         return Ok(out);
     }
-    let conds: Vec<String> = (0..inner.len())
-        .map(|i| format!("(level = {} AND idx = {})", ph(dialect, 2 * i + 1), ph(dialect, 2 * i + 2)))
-        .collect();
-    let sql = format!("SELECT level, idx, hash FROM log_nodes WHERE {}", conds.join(" OR "));
-    let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-    for id in &inner {
+    let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(reads.inner_sql(dialect)));
+    for id in &reads.inner {
         q = q.bind(id.level as i64).bind(id.index as i64);
     }
     for row in q.fetch_all(&mut *conn).await? {

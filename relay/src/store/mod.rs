@@ -28,7 +28,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database error: {0}")]
-    Read(#[from] rusqlite::Error),
+    /// From the connections that bypass sqlx: REQ reads (`sqlite::readers`) and bulk writes
+    /// (`sqlite::bulk_writer`).
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]

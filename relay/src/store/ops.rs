@@ -137,6 +137,83 @@ pub fn insert_into(dialect: Dialect) -> &'static str {
     }
 }
 
+/// Placeholder `i` (1-based) of a multi-row statement. Each parameter is used once, in order:
+/// SQLite gets anonymous `?`, because sqlx looks up every numbered `?NNN` by name, which is
+/// quadratic in the number of parameters.
+pub fn bulk_param(dialect: Dialect, i: usize) -> String {
+    match dialect {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => "?".to_string(),
+    }
+}
+
+/// `VALUES` rows of `width` consecutive placeholders each, `rows` of them.
+pub fn values_rows(dialect: Dialect, rows: usize, width: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 3);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for k in 1..=width {
+            if k > 1 {
+                sql.push(',');
+            }
+            sql.push_str(&bulk_param(dialect, i * width + k));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Inserts `n` plain events, 8 parameters each: id, pubkey, kind, created_at, expires_at, raw,
+/// id in hex (to match deletion targets), id prefix. Events deleted beforehand by their
+/// author and ids already stored are skipped; returns `seq, id` of each row inserted.
+pub fn insert_events_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{} events (id, pubkey, kind, created_at, expires_at, dtag, raw, idp) \
+         SELECT column1, column2, column3, column4, column5, NULL, column6, column8 FROM (VALUES {}) AS v \
+         WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 \
+         AND (d.target = v.column7 OR (d.target = 'vanish' AND d.created_at >= v.column4))) \
+         ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+        insert_into(dialect),
+        values_rows(dialect, n, 8)
+    )
+}
+
+/// Inserts `n` tag rows, 6 parameters each: seq, kind, created_at, id prefix, name, value.
+pub fn insert_tag_rows_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{} tags (seq, kind, created_at, idp, name, value) VALUES {}",
+        insert_into(dialect),
+        values_rows(dialect, n, 6)
+    )
+}
+
+/// Sets `n` chain heads, 3 parameters each: pubkey, session, head id.
+pub fn insert_chain_heads_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{} chain_heads (pubkey, session, head) VALUES {} ON CONFLICT (pubkey, session) DO UPDATE SET head = excluded.head",
+        insert_into(dialect),
+        values_rows(dialect, n, 3)
+    )
+}
+
+/// `((author, session), head event id)`: one row of `chain_heads`.
+pub type ChainHead<'a> = ((&'a [u8], &'a str), &'a [u8]);
+
+/// The session chain heads a run of stored events leaves: each (author, session) pair's last
+/// event, as batches are in arrival order.
+pub fn chain_heads<'a>(stored: &[(i64, &'a IndexedEvent)]) -> Vec<ChainHead<'a>> {
+    let mut heads: std::collections::HashMap<(&[u8], &str), &[u8]> = std::collections::HashMap::new();
+    for (_, ev) in stored {
+        if let Some(session) = &ev.session {
+            heads.insert((&ev.pubkey[..], session.as_str()), &ev.id[..]);
+        }
+    }
+    heads.into_iter().collect()
+}
+
 /// NIP-62 request to vanish.
 pub const VANISH_KIND: i64 = 62;
 
@@ -145,7 +222,7 @@ pub const VANISH_KIND: i64 = 62;
 /// [`bulk_chunks`]).
 pub const BULK_EVENTS: usize = 512;
 /// Tag rows per multi-row INSERT (6 parameters each). A power of two (see [`bulk_chunks`]).
-const BULK_TAGS: usize = 1024;
+pub const BULK_TAGS: usize = 1024;
 
 /// Splits the rows of a multi-row INSERT into statements of `max` rows (a power of two), then
 /// the rest into decreasing powers of two (100 rows: 64, 32, 4). Each row count is its own
@@ -197,37 +274,13 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    // Each parameter is used once, in order: SQLite gets anonymous `?`, because sqlx looks up
-    // every numbered `?NNN` by name, which is quadratic in the number of parameters.
-    let p = |i: usize| match dialect {
-        Dialect::Postgres => format!("${i}"),
-        Dialect::Sqlite => "?".to_string(),
-    };
     let mut outcomes = Vec::with_capacity(events.len());
     let mut tag_rows: Vec<(i64, &IndexedEvent)> = Vec::new();
     for chunk in bulk_chunks(events, BULK_EVENTS) {
         // The same id twice in one chunk: only the first can be stored.
         let mut first_seen = std::collections::HashSet::new();
         let unique: Vec<&IndexedEvent> = chunk.iter().copied().filter(|e| first_seen.insert(e.id)).collect();
-        let mut sql = format!(
-            "{} events (id, pubkey, kind, created_at, expires_at, dtag, raw, idp) \
-             SELECT column1, column2, column3, column4, column5, NULL, column6, column8 FROM (VALUES ",
-            insert_into(dialect)
-        );
-        for i in 0..unique.len() {
-            let b = i * 8;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&(1..=8).map(|k| p(b + k)).collect::<Vec<_>>().join(","));
-            sql.push(')');
-        }
-        sql.push_str(
-            ") AS v WHERE NOT EXISTS (SELECT 1 FROM deletions d WHERE d.pubkey = v.column2 \
-             AND (d.target = v.column7 OR (d.target = 'vanish' AND d.created_at >= v.column4))) \
-             ON CONFLICT (id) DO NOTHING RETURNING seq, id",
-        );
+        let sql = insert_events_sql(dialect, unique.len());
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for ev in &unique {
             q = q
@@ -275,15 +328,7 @@ where
         .flat_map(|(seq, ev)| ev.tags.iter().map(move |(n, v)| (*seq, *ev, n.as_str(), v.as_str())))
         .collect();
     for chunk in bulk_chunks(&tags, BULK_TAGS) {
-        let mut sql = format!("{} tags (seq, kind, created_at, idp, name, value) VALUES ", insert_into(dialect));
-        for i in 0..chunk.len() {
-            let b = i * 6;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({},{},{},{},{},{})", p(b + 1), p(b + 2), p(b + 3), p(b + 4), p(b + 5), p(b + 6)));
-        }
-        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(insert_tag_rows_sql(dialect, chunk.len())));
         for (seq, ev, name, value) in chunk {
             q = q.bind(*seq).bind(ev.kind).bind(ev.created_at).bind(ev.id_prefix).bind(name.to_string());
             q = bind_one(q, super::tag_value(value, dialect));
@@ -362,26 +407,9 @@ where
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
-    let mut heads: std::collections::HashMap<(&[u8], &str), &[u8]> = std::collections::HashMap::new();
-    for (_, ev) in stored {
-        if let Some(session) = &ev.session {
-            heads.insert((&ev.pubkey[..], session.as_str()), &ev.id[..]);
-        }
-    }
-    let heads: Vec<_> = heads.into_iter().collect();
-    let p = |i: usize| match dialect {
-        Dialect::Postgres => format!("${i}"),
-        Dialect::Sqlite => "?".to_string(),
-    };
+    let heads = chain_heads(stored);
     for chunk in bulk_chunks(&heads, BULK_EVENTS) {
-        let mut sql = format!("{} chain_heads (pubkey, session, head) VALUES ", insert_into(dialect));
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("({},{},{})", p(3 * i + 1), p(3 * i + 2), p(3 * i + 3)));
-        }
-        sql.push_str(" ON CONFLICT (pubkey, session) DO UPDATE SET head = excluded.head");
+        let sql = insert_chain_heads_sql(dialect, chunk.len());
         let mut q = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
         for ((pubkey, session), head) in chunk {
             q = q.bind(pubkey.to_vec()).bind(session.to_string()).bind(head.to_vec());

@@ -1,8 +1,9 @@
-//! SQLite backend: one writer connection (group commits), read connections (a sqlx pool, and
-//! the REQ read connections in `readers`, which run without a worker thread), WAL journal,
-//! `synchronous = FULL` so an acknowledged event survives a crash or power loss, and one
-//! memory map of the database file shared by the REQ read connections (`shared_map`); the
-//! other connections read with `pread`.
+//! SQLite backend: two writer connections that take turns (group commits: batches of plain
+//! events through `bulk_writer`, in one call each; every other write through sqlx), read
+//! connections (a sqlx pool, and the REQ read connections in `readers`, which run without a
+//! worker thread), WAL journal, `synchronous = FULL` so an acknowledged event survives a crash
+//! or power loss, and one memory map of the database file shared by the REQ read connections
+//! (`shared_map`); the other connections read with `pread`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -39,12 +40,13 @@ const TRUNCATE_WAIT_MS: u32 = 50;
 /// which bypasses this cache; it holds the pages they read from the WAL.
 const READER_CACHE_KIB: u32 = 2048;
 
-/// Page cache of the writer, KiB. Inserts land on random leaves of the id, author and tag
+/// Page cache of each writer connection, KiB. Inserts land on random leaves of the id, author and tag
 /// indexes: a smaller cache (8 MiB) cost ~13 µs of CPU per ingested event in page reads. It is
 /// given back when writes pause (see `store::writer`).
 const WRITER_CACHE_KIB: u32 = 32768;
 
-/// Prepared statements the writer keeps. Bulk inserts are one statement text per row count,
+/// Prepared statements the sqlx writer keeps (the bulk writer has its own, see `bulk_writer`).
+/// Bulk inserts are one statement text per row count,
 /// and row counts are powers of two (`ops::bulk_chunks`): up to 10-11 texts for each of the
 /// five bulk statements (events, tags, log leaves, log nodes, chain heads; ~2 MiB prepared in
 /// all), beside the fixed ones. sqlx's default of 100 kept ~10 MiB of them when any row count
@@ -64,10 +66,21 @@ const WRITER_ROW_QUEUE: usize = 1024;
 /// for a `pread`); the step budget still bounds any one of them.
 const INLINE_READ_ROWS: usize = 128;
 
+mod bulk_writer;
 mod readers;
 mod shared_map;
 mod vfs;
 mod wal_buffer;
+
+/// Runs `f`, a batch's whole transaction, on this thread: on a multi-threaded runtime the
+/// thread's other tasks move to another thread meanwhile (`block_in_place`), so that none of
+/// them waits for the commit.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 
 /// Turns off SQLite's memory statistics, once, before the first connection opens. With them
 /// on (the default), every allocation SQLite makes takes one process-wide mutex, and the
@@ -92,6 +105,8 @@ pub struct SqliteStore {
     /// The read connections of REQ (key pages and JSON batches).
     readers: std::sync::Arc<readers::Readers>,
     checkpointer: SqlitePool,
+    /// The writer's connection for batches of plain events (see `bulk_writer`).
+    bulk: std::sync::Arc<bulk_writer::BulkWriter>,
     sql: std::sync::Arc<WriteSql>,
 }
 
@@ -119,20 +134,45 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create database directory {}: {e}", dir.display())))?;
         }
-        // The writer never checkpoints the WAL itself (that would stall group commits); a
+        // The writers never checkpoint the WAL themselves (that would stall group commits); a
         // background connection does, see `checkpoint_wal`.
-        let mut writer_opts = opts
+        let writer_opts = opts
             .clone()
             .pragma("wal_autocheckpoint", "0")
             .statement_cache_capacity(WRITER_STATEMENTS)
             .row_buffer_size(WRITER_ROW_QUEUE);
-        // Its WAL writes are gathered into large ones (`wal_buffer`, which needs the
-        // `synchronous = FULL` set above).
-        match wal_buffer::register() {
-            Ok(()) => writer_opts = writer_opts.vfs(wal_buffer::VFS_NAME),
-            Err(e) => tracing::warn!(error = %e, "WAL writes are not combined; ingest costs more CPU"),
-        }
-        let writer = SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_opts).await?;
+        // Batches of plain events go through the bulk writer's connection, whose WAL writes
+        // are gathered into large ones (`wal_buffer`, which needs `synchronous = FULL`). Only
+        // that connection may buffer them (see `bulk_writer`).
+        let wal_vfs = match wal_buffer::register() {
+            Ok(()) => Some(wal_buffer::VFS_NAME),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL writes are not combined; ingest costs more CPU");
+                None
+            }
+        };
+        let bulk = std::sync::Arc::new(bulk_writer::BulkWriter::new(
+            path.clone(),
+            wal_vfs,
+            BUSY_TIMEOUT,
+            vec![
+                ("synchronous", "FULL".into()),
+                ("foreign_keys", "ON".into()),
+                ("cache_size", format!("-{WRITER_CACHE_KIB}")),
+                ("mmap_size", "0".into()),
+                ("temp_store", "MEMORY".into()),
+                ("journal_size_limit", (WAL_KEEP_FACTOR * restart_bytes).to_string()),
+                ("wal_autocheckpoint", "0".into()),
+            ],
+        ));
+        // Its only connection is also the turn to write: the bulk writer writes while holding
+        // it. No ping before each use: it is a local file handle.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(writer_opts)
+            .await?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         super::migrations::migrator(super::migrations::SQLITE).await?.run(&writer).await?;
         let read_opts = opts.read_only(true).pragma("cache_size", format!("-{READER_CACHE_KIB}"));
@@ -146,12 +186,17 @@ impl SqliteStore {
         let readers =
             std::sync::Arc::new(readers::Readers::new(path.clone(), READER_CACHE_KIB, cfg.read_connections as usize));
         let sql = std::sync::Arc::new(WriteSql::new(Dialect::Sqlite));
-        let store = Self { writer, reader, readers, checkpointer, sql };
+        let store = Self { writer, reader, readers, checkpointer, bulk, sql };
         tokio::spawn(store.clone().checkpoint_wal(restart_bytes));
         Ok(store)
     }
 
     pub async fn write_batch(&self, batch: &[IndexedEvent]) -> Result<Vec<WriteOutcome>, StoreError> {
+        if !batch.is_empty() && batch.iter().all(ops::is_plain) {
+            // The turn to write; no other writer connection runs meanwhile.
+            let _turn = self.writer.acquire().await?;
+            return off_runtime(|| self.bulk.write(batch));
+        }
         let mut tx = self.writer.begin().await?;
         let out = ops::write_all::<sqlx::Sqlite>(&mut tx, &self.sql, batch).await?;
         tx.commit().await?;
@@ -287,6 +332,7 @@ impl SqliteStore {
     /// that an idle relay does not keep the memory of its last burst. The next write reads its
     /// pages again.
     pub async fn release_idle_memory(&self) {
+        self.bulk.release_idle_memory();
         if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&self.writer).await {
             tracing::debug!(error = %e, "could not shrink the writer's page cache");
         }
@@ -297,5 +343,6 @@ impl SqliteStore {
         self.readers.close();
         self.reader.close().await;
         self.writer.close().await;
+        self.bulk.close();
     }
 }
