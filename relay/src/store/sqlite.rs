@@ -114,31 +114,38 @@ impl SqliteStore {
     pub async fn open(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
         without_memory_statistics();
         let restart_bytes = cfg.wal_restart_bytes.min(crate::config::MAX_WAL_RESTART_BYTES) as i64;
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .page_size(PAGE_SIZE)
-            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-            // No memory map of SQLite's own: every pooled connection would map the file anew,
-            // and each map's resident pages count in the process's RSS again (9 connections on
-            // a 100 MiB database showed as ~900 MiB). The REQ read connections share one map
-            // (`readers`, `shared_map`); these connections read through their own caches.
-            .pragma("mmap_size", "0")
-            .pragma("temp_store", "memory")
-            .pragma("journal_size_limit", (WAL_KEEP_FACTOR * restart_bytes).to_string());
+        // Settings of every connection here (the REQ read connections, in `readers`, have
+        // their own). No memory map of SQLite's own: every pooled connection would map the file
+        // anew, and each map's resident pages count in the process's RSS again (9 connections
+        // on a 100 MiB database showed as ~900 MiB). The REQ read connections share one map
+        // (`readers`, `shared_map`); these connections read through their own caches.
+        let common: [(&'static str, String); 4] = [
+            ("cache_size", format!("-{WRITER_CACHE_KIB}")),
+            ("mmap_size", "0".into()),
+            ("temp_store", "memory".into()),
+            ("journal_size_limit", (WAL_KEEP_FACTOR * restart_bytes).to_string()),
+        ];
+        // And of both writers: they never checkpoint the WAL themselves (that would stall
+        // group commits); a background connection does, see `checkpoint_wal`.
+        let writers: (&'static str, String) = ("wal_autocheckpoint", "0".into());
+        let opts = common.iter().fold(
+            SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url:?}: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(BUSY_TIMEOUT)
+                .page_size(PAGE_SIZE),
+            |opts, (name, value)| opts.pragma(*name, value.clone()),
+        );
         let path = opts.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create database directory {}: {e}", dir.display())))?;
         }
-        // The writers never checkpoint the WAL themselves (that would stall group commits); a
-        // background connection does, see `checkpoint_wal`.
         let writer_opts = opts
             .clone()
-            .pragma("wal_autocheckpoint", "0")
+            .pragma(writers.0, writers.1.clone())
             .statement_cache_capacity(WRITER_STATEMENTS)
             .row_buffer_size(WRITER_ROW_QUEUE);
         // Batches of plain events go through the bulk writer's connection, whose WAL writes
@@ -155,15 +162,13 @@ impl SqliteStore {
             path.clone(),
             wal_vfs,
             BUSY_TIMEOUT,
-            vec![
-                ("synchronous", "FULL".into()),
-                ("foreign_keys", "ON".into()),
-                ("cache_size", format!("-{WRITER_CACHE_KIB}")),
-                ("mmap_size", "0".into()),
-                ("temp_store", "MEMORY".into()),
-                ("journal_size_limit", (WAL_KEEP_FACTOR * restart_bytes).to_string()),
-                ("wal_autocheckpoint", "0".into()),
-            ],
+            // What sqlx sets for its connections above (`synchronous`; `foreign_keys` is its
+            // default), then the same settings.
+            [("synchronous", "FULL".into()), ("foreign_keys", "ON".into())]
+                .into_iter()
+                .chain(common)
+                .chain([writers])
+                .collect(),
         ));
         // Its only connection is also the turn to write: the bulk writer writes while holding
         // it. No ping before each use: it is a local file handle.
