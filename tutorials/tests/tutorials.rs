@@ -5,8 +5,8 @@
 //! see" block (per role, up to keys, ids and numbers), and with what the relay stored. Node.js
 //! runs the TypeScript hello world (`hello-world-ts/`) and an independent check of the payment
 //! authorizations against DePHY's namespace table (`tests/support/verify_namespaces.mjs`); the
-//! surfpool helper is also checked to keep the node answering past slot 1100 and to stay up on a
-//! terminal.
+//! surfpool helper is also checked to keep the node answering past slot 1100, to stay up on a
+//! terminal and to start again when the port surfpool picked was taken before it could bind it.
 
 mod common;
 
@@ -309,6 +309,78 @@ fn hello_world_ts() {
     let (ok, _, stderr) = run("node", &["--experimental-websocket", script.to_str().unwrap(), &dead], dir.path());
     assert!(!ok && stderr.contains(&format!("cannot connect to {dead}")), "stderr: {stderr}");
     assert!(!stderr.contains("RangeError"), "the unreachable relay overflowed the stack: {stderr}");
+}
+
+/// A start whose port another process took between the runtime's pick and its bind (made to
+/// happen here: an LD_PRELOAD shim, `tests/support/refuse_first_bind.c`, refuses the first bind
+/// once) hangs inside surfpool 1.5.0; the helper gives that attempt up, starts the node again on a
+/// new port and says so, and the node it reports answers.
+#[test]
+fn surfpool_helper_retries_a_start_that_lost_its_port() {
+    use std::io::{BufRead as _, Read as _};
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("refuse_first_bind.so");
+    let source = manifest.join("tests/support/refuse_first_bind.c");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}` (set CC) to build the bind shim: {e}"));
+    assert!(status.success(), "{cc} could not build {}", source.display());
+    let marker = dir.path().join("refuse-next-bind");
+    std::fs::write(&marker, b"").unwrap();
+    let url_file = dir.path().join("surfpool-rpc-url");
+    let mut helper = Command::new("node")
+        .arg(manifest.join("support/surfpool.js"))
+        .arg(&url_file)
+        .env("NODE_PATH", node_path())
+        .env("LD_PRELOAD", &shim)
+        .env("REFUSE_BIND_ONCE", &marker)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let stdout = helper.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    // One attempt is given 7 s; the retry starts in well under a second.
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    let stop_and_read_stderr = |mut helper: std::process::Child| {
+        drop(helper.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while helper.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = helper.kill();
+                panic!("surfpool.js did not stop within 20 s of its stdin closing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut stderr = String::new();
+        helper.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        stderr
+    };
+    let Ok(line) = line else {
+        let stderr = stop_and_read_stderr(helper);
+        panic!("surfpool.js printed no URL within 60 s; stderr:\n{stderr}");
+    };
+    assert!(!marker.exists(), "the shim never refused a bind, so nothing was retried");
+    let parsed: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let url = parsed["rpcUrl"].as_str().expect("rpcUrl").to_string();
+    let answer = rpc_call(&url, "getSlot", Duration::from_secs(10));
+    let stderr = stop_and_read_stderr(helper);
+    answer.unwrap_or_else(|e| panic!("the node does not answer getSlot: {e}\n{stderr}"));
+    assert!(stderr.contains("already in use"), "the first attempt did not lose its port: {stderr}");
+    assert!(stderr.contains("started on attempt 2"), "the helper did not say it retried: {stderr}");
+    assert!(!url_file.exists(), "surfpool.js left its URL file behind");
 }
 
 /// Started from a terminal (stdin a TTY, here through util-linux `script`), the helper stays up
