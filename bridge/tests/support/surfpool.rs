@@ -26,9 +26,10 @@ use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_api::request::RpcRequest;
 
-/// The node script, run with `node -e` (kept next to this file so any crate can include both).
-const SCRIPT: &str = include_str!("surfpool.js");
-/// Longest surfpool may take to print its RPC URL.
+/// The node script, from the including crate's directory: every crate of the workspace is a
+/// sibling of `relay/`. It retries a start whose port another process took (see the script).
+const SCRIPT: &str = "../relay/tests/support/surfpool.js";
+/// Longest surfpool may take to print its RPC URL (one lost start costs the script 7 s).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one cheatcode call.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,12 +44,11 @@ pub struct Surfpool {
 impl Surfpool {
     /// Starts a fresh, empty node (about 0.1 s); panics with what to install when it cannot.
     pub fn start() -> Surfpool {
-        let node_path = std::env::var("NODE_PATH").unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/npm/node_modules").to_string_lossy().into_owned()
-        });
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let node_path = std::env::var("NODE_PATH")
+            .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
         let mut child = Command::new("node")
-            .arg("-e")
-            .arg(SCRIPT)
+            .arg(manifest.join(SCRIPT))
             .env("NODE_PATH", &node_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -118,11 +118,19 @@ impl Surfpool {
 }
 
 impl Drop for Surfpool {
+    /// Stops the node and returns once it is gone (a test may rely on its port refusing
+    /// connections right after): closing the script's stdin makes it stop the node process it
+    /// started and exit after it. Killing the script instead would leave that process to notice
+    /// on its own. Killed after 10 s.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else { return };
+        drop(child.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

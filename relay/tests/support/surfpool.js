@@ -5,7 +5,8 @@
 // writes the URL into that file (so `--rpc "$(cat FILE)"` works). Stops on SIGTERM / SIGINT
 // (Ctrl-C) / SIGHUP or, when stdin is not a terminal, when its stdin closes (the test process went
 // away); the URL file is removed on every exit. Used by the relay's and the device SDK's tests and,
-// through tutorials/support/surfpool.js, by the tutorials.
+// through tutorials/support/surfpool.js, by the tutorials; bridge/tests/support/surfpool.rs runs it
+// for the bridge's and the relay's federation and explorer tests.
 //
 // The runtime picks a free port and binds it a moment later. When another process takes the port
 // in between (parallel test binaries open connections from ephemeral ports all the time), 1.5.0
