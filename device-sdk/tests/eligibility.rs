@@ -105,7 +105,7 @@ fn dapp(rpc_url: &str, program: &Pubkey, users: &[&User], cases: Vec<Value>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dapp_authorizations_checked_on_chain() {
     let surfpool = Surfpool::start();
-    let rpc = surfpool.client();
+    let rpc = surfpool.confirmed_client();
     let program = accounts::program_id();
     namespace(&rpc, &program, 0, "DeCharge").await;
     namespace(&rpc, &program, 1, "Gacha").await;
@@ -190,7 +190,7 @@ async fn dapp_authorizations_checked_on_chain() {
         fn actuate(&mut self, _: &PublicKey, _: Status, _: EventId) {}
     }
     let machine = Keys::generate().public_key();
-    let hooks = OnChain { rpc: surfpool.client(), requirement };
+    let hooks = OnChain { rpc: surfpool.confirmed_client(), requirement };
     let mut controller = Controller::for_machines(Keys::generate(), SESSION, [machine], vec![], hooks);
     let dephy_user = Keys::generate();
     let stale =

@@ -49,7 +49,7 @@ fn request_event(machine: &Keys) -> dephy_device_sdk::nostr::Event {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_sol_payment_with_memo() {
     let surfpool = Surfpool::start();
-    let rpc = surfpool.client();
+    let rpc = surfpool.confirmed_client();
     let user = funded(&rpc).await;
     let owner = Pubkey::new_from_array(rand::random());
     let machine = Keys::generate();
@@ -103,7 +103,7 @@ async fn direct_sol_payment_with_memo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_eligibility_from_pdas() {
     let surfpool = Surfpool::start();
-    let rpc = surfpool.client();
+    let rpc = surfpool.confirmed_client();
     let program = rpc::program_id();
     let user = Pubkey::new_from_array(rand::random());
 
@@ -140,7 +140,7 @@ use surfpool::layout;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_accounts_fetched_and_decoded() {
     let surfpool = Surfpool::start();
-    let rpc = surfpool.client();
+    let rpc = surfpool.confirmed_client();
     let program = rpc::program_id();
     let user = Pubkey::new_from_array(rand::random());
     let (authority, bot, treasury) = (Pubkey::new_unique(), Pubkey::new_unique(), Pubkey::new_unique());

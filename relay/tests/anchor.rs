@@ -8,89 +8,27 @@
 
 #[macro_use]
 mod common;
+#[path = "../../bridge/tests/support/surfpool.rs"]
+mod surfpool;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use dephy_relay::anchor;
 use serde_json::Value;
-use solana_commitment_config::CommitmentConfig;
 use solana_keypair::Keypair;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer as _;
+use surfpool::Surfpool;
 
 backend_tests!(anchored_checkpoints_verify);
 
-/// Longest surfpool may take to print its RPC URL.
-const SURFPOOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the relay may take to sign an anchored checkpoint covering what was published.
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest one audit run may take.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// An offline surfpool node, killed on drop.
-struct Surfpool {
-    child: Option<Child>,
-    rpc_url: String,
-}
-
-impl Surfpool {
-    fn start() -> Surfpool {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let script = manifest.join("tests/support/surfpool.js");
-        let node_path = std::env::var("NODE_PATH")
-            .unwrap_or_else(|_| manifest.join("../target/npm/node_modules").to_string_lossy().into_owned());
-        let mut child = Command::new("node")
-            .arg(&script)
-            .env("NODE_PATH", &node_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node {}` (is Node.js >= 18 installed?): {e}", script.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut surfpool = Surfpool { child: Some(child), rpc_url: String::new() };
-        let line = match rx.recv_timeout(SURFPOOL_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => panic!("surfpool did not print its RPC URL within {SURFPOOL_TIMEOUT:?}"),
-        };
-        let parsed: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!(
-                "surfpool.js printed {line:?} ({e}); is @solana/surfpool-linux-x64-gnu@1.5.0 installed under \
-                 {node_path}? scripts/test installs it"
-            )
-        });
-        surfpool.rpc_url = parsed["rpcUrl"].as_str().expect("rpcUrl in surfpool's line").to_string();
-        assert!(
-            surfpool.rpc_url.starts_with("http://127.0.0.1:"),
-            "surfpool RPC not on 127.0.0.1: {}",
-            surfpool.rpc_url
-        );
-        surfpool
-    }
-
-    fn client(&self) -> RpcClient {
-        RpcClient::new_with_commitment(self.rpc_url.clone(), CommitmentConfig::confirmed())
-    }
-}
-
-impl Drop for Surfpool {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A fresh keypair funded by an airdrop (bounded wait); returns it and the airdrop signature.
 async fn funded_keypair(rpc: &RpcClient) -> (Keypair, String) {
@@ -163,7 +101,7 @@ async fn publish_and_wait(relay: &Relay, n: u64, timeout: Duration, accept: impl
 
 async fn anchored_checkpoints_verify(backend: Backend) {
     let surfpool = Surfpool::start();
-    let rpc = surfpool.client();
+    let rpc = surfpool.confirmed_client();
     let (keypair, airdrop_signature) = funded_keypair(&rpc).await;
     let db = TestDb::new(backend).await;
     let keypair_file = write_keypair(db.dir.path(), &keypair);

@@ -358,12 +358,12 @@ async fn events_get_their_id_prefix(backend: Backend) {
     }
 
     // Newest first, ties by lowest id, with and without a limit, on the author and time indexes.
-    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    tied.sort_by_key(|e| e.id);
     let mut expected: Vec<&Event> = tied.iter().collect();
     expected.push(&older);
     let mut c = relay.connect().await;
     let filter = json!({"authors": [pk(&author)], "kinds": [DEPHY_KIND]});
-    assert_eq!(c.req_ids("all", &[filter.clone()]).await, hex_ids(&expected));
+    assert_eq!(c.req_ids("all", std::slice::from_ref(&filter)).await, hex_ids(&expected));
     let mut limited = filter.clone();
     limited["limit"] = json!(5);
     assert_eq!(c.req_ids("five", &[limited]).await, hex_ids(&expected[..5]));
@@ -372,7 +372,7 @@ async fn events_get_their_id_prefix(backend: Backend) {
     let late = dephy(&author, "late", &[], t);
     c.publish_ok(&late).await;
     tied.push(late);
-    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    tied.sort_by_key(|e| e.id);
     let mut expected: Vec<&Event> = tied.iter().collect();
     expected.push(&older);
     assert_eq!(c.req_ids("after", &[filter]).await, hex_ids(&expected));

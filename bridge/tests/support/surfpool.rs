@@ -86,6 +86,16 @@ impl Surfpool {
         RpcClient::new_with_timeout(self.rpc_url.clone(), RPC_TIMEOUT)
     }
 
+    /// A client of this node at `confirmed` commitment (10 s timeout), for tests that send
+    /// transactions and read what they did.
+    pub fn confirmed_client(&self) -> RpcClient {
+        RpcClient::new_with_timeout_and_commitment(
+            self.rpc_url.clone(),
+            RPC_TIMEOUT,
+            solana_commitment_config::CommitmentConfig::confirmed(),
+        )
+    }
+
     /// Creates or overwrites the account at `address` (non-executable, `data` exactly as given)
     /// with the `surfnet_setAccount` cheatcode:
     /// `[address, {"lamports": N, "data": "<hex>", "owner": "<base58>", "executable": false}]`.
