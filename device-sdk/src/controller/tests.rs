@@ -314,7 +314,7 @@ async fn session_users_restored_from_their_requests() {
         event::request(&user, S, &m2, Status::Working, Reason::UserRequest, None, "pay"),
     ];
     assert_eq!(after.recover_users(&unrelated), 0);
-    assert_eq!(after.recover_users(&[request.clone()]), 1);
+    assert_eq!(after.recover_users(std::slice::from_ref(&request)), 1);
     assert_eq!(after.state(&m1).unwrap().session.as_ref().unwrap().user, Some(user.public_key()));
     assert_eq!(after.recover_users(&[request]), 0, "already known");
 }

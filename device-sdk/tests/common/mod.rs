@@ -21,10 +21,12 @@ pub fn relay_port() -> u16 {
     *PORT.get_or_init(|| {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir").keep();
-        let mut cfg = dephy_relay::config::Config::default();
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port));
-        cfg.db = format!("sqlite://{}", dir.join("relay.db").display());
-        cfg.key_file = dir.join("relay.key");
+        let mut cfg = dephy_relay::config::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            db: format!("sqlite://{}", dir.join("relay.db").display()),
+            key_file: dir.join("relay.key"),
+            ..Default::default()
+        };
         cfg.log.checkpoint_interval_secs = 1;
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

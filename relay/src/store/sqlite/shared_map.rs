@@ -99,9 +99,12 @@ impl Drop for SharedMap {
     }
 }
 
+/// The live maps by file: (device, inode) to a map some handle still holds.
+type Maps = HashMap<(u64, u64), Weak<SharedMap>>;
+
 /// The map of the file at `path`, shared with every handle already open on the same file.
 fn shared_map(path: &std::path::Path) -> std::io::Result<Arc<SharedMap>> {
-    static MAPS: Mutex<Option<HashMap<(u64, u64), Weak<SharedMap>>>> = Mutex::new(None);
+    static MAPS: Mutex<Option<Maps>> = Mutex::new(None);
     let meta = std::fs::metadata(path)?;
     let key = (meta.dev(), meta.ino());
     let mut maps = MAPS.lock().expect("shared maps lock");
