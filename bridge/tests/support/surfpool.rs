@@ -1,9 +1,11 @@
 //! An offline surfpool node for tests (npm `@solana/surfpool-linux-x64-gnu@1.5.0`, a real
-//! Solana JSON-RPC server on a random 127.0.0.1 port), killed on drop, with the
-//! `surfnet_setAccount` cheatcode to write accounts directly.
+//! Solana JSON-RPC server on a random 127.0.0.1 port), started by the relay's
+//! `tests/support/surfpool.js` and stopped on drop, with the `surfnet_setAccount` cheatcode to
+//! write accounts directly.
 //!
-//! Reusable from any test crate that depends on `solana-rpc-client`, `solana-rpc-client-api`,
-//! `solana-pubkey` and `serde_json`:
+//! Reusable from any test crate of the workspace that depends on `solana-rpc-client`,
+//! `solana-rpc-client-api`, `solana-commitment-config`, `solana-pubkey` and `serde_json` (the
+//! bridge's, the relay's and the device SDK's tests include it):
 //!
 //! ```ignore
 //! #[path = "../../bridge/tests/support/surfpool.rs"] // path relative to the including file
