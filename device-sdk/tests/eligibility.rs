@@ -23,7 +23,7 @@ use dephy_device_sdk::{Controller, ControllerError, Decision, Hooks};
 use serde_json::{Value, json};
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use surfpool::{Surfpool, layout, set_account};
+use surfpool::{Surfpool, layout};
 
 const SESSION: &str = "dephy-decharge-controller";
 
@@ -45,14 +45,14 @@ fn user() -> User {
 }
 
 /// Seeds `["USER", user]` (nonce, locked) and the vault PDA (lamports).
-async fn register(rpc: &RpcClient, program: &Pubkey, user: &Pubkey, nonce: u64, locked: u64, vault_lamports: u64) {
+async fn register(node: &Surfpool, program: &Pubkey, user: &Pubkey, nonce: u64, locked: u64, vault_lamports: u64) {
     let vault = accounts::vault_pda(program, user);
     let data = layout("UserAccount", &[&nonce.to_le_bytes(), &locked.to_le_bytes(), vault.as_ref()]);
-    set_account(rpc, &accounts::user_pda(program, user), 1_447_680, &data, program).await;
-    set_account(rpc, &vault, vault_lamports, &[], &Pubkey::default()).await;
+    node.set_account(&accounts::user_pda(program, user), 1_447_680, &data, program).await;
+    node.set_account(&vault, vault_lamports, &[], &Pubkey::default()).await;
 }
 
-async fn namespace(rpc: &RpcClient, program: &Pubkey, id: u64, name: &str) {
+async fn namespace(node: &Surfpool, program: &Pubkey, id: u64, name: &str) {
     let keys = [Pubkey::new_unique(), Pubkey::new_unique(), Pubkey::new_unique()];
     let mut data = layout(
         "NamespaceAccount",
@@ -68,7 +68,7 @@ async fn namespace(rpc: &RpcClient, program: &Pubkey, id: u64, name: &str) {
         ],
     );
     data.extend_from_slice(&[0; 24]);
-    set_account(rpc, &accounts::namespace_pda(program, id), 2_000_000, &data, program).await;
+    node.set_account(&accounts::namespace_pda(program, id), 2_000_000, &data, program).await;
 }
 
 /// One authorization by the dApp: namespace (name, id), nonce (`None`: the on-chain one), deadline.
@@ -107,13 +107,13 @@ async fn dapp_authorizations_checked_on_chain() {
     let surfpool = Surfpool::start();
     let rpc = surfpool.confirmed_client();
     let program = accounts::program_id();
-    namespace(&rpc, &program, 0, "DeCharge").await;
-    namespace(&rpc, &program, 1, "Gacha").await;
+    namespace(&surfpool, &program, 0, "DeCharge").await;
+    namespace(&surfpool, &program, 1, "Gacha").await;
 
     // Alice: nonce 41, 1_000_000 locked of 5_000_000. Bob: 1_500_000 locked of 2_000_000.
     let (alice, bob, carol) = (user(), user(), user());
-    register(&rpc, &program, &alice.key, 41, 1_000_000, 5_000_000).await;
-    register(&rpc, &program, &bob.key, 7, 1_500_000, 2_000_000).await;
+    register(&surfpool, &program, &alice.key, 41, 1_000_000, 5_000_000).await;
+    register(&surfpool, &program, &bob.key, 7, 1_500_000, 2_000_000).await;
     let t = now();
     let requirement = Requirement { program, namespace_id: Some(0), amount: 1_000_000 };
 
@@ -206,10 +206,10 @@ async fn dapp_authorizations_checked_on_chain() {
 
     // After the program's `lock` (nonce incremented, amount locked), the same authorization is
     // stale: simulated by updating the seeded account as the program would.
-    register(&rpc, &program, &alice.key, 42, 2_000_000, 5_000_000).await;
+    register(&surfpool, &program, &alice.key, 42, 2_000_000, 5_000_000).await;
     assert_eq!(check(0, &requirement).await, Err(Refusal::StaleNonce { on_chain: 42, signed: 41 }));
 
     // A USER account not owned by the program is not trusted.
-    set_account(&rpc, &accounts::user_pda(&program, &alice.key), 1_447_680, &[0; 56], &Pubkey::new_unique()).await;
+    surfpool.set_account(&accounts::user_pda(&program, &alice.key), 1_447_680, &[0; 56], &Pubkey::new_unique()).await;
     assert!(matches!(check(0, &requirement).await, Err(Refusal::BadAccount { .. })));
 }

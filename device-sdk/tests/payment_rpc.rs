@@ -21,7 +21,7 @@ use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer as _;
-use surfpool::{Surfpool, set_account};
+use surfpool::Surfpool;
 
 async fn funded(rpc: &RpcClient) -> Keypair {
     let keypair = Keypair::new_from_array(rand::random::<[u8; 32]>());
@@ -114,8 +114,8 @@ async fn vault_eligibility_from_pdas() {
     // USER account: discriminator, nonce 3, locked 400_000, vault.
     let vault = rpc::vault_pda(&program, &user);
     let data = layout("UserAccount", &[&3u64.to_le_bytes(), &400_000u64.to_le_bytes(), vault.as_ref()]);
-    set_account(&rpc, &rpc::user_pda(&program, &user), 2_000_000, &data, &program).await;
-    set_account(&rpc, &vault, 1_000_000, &[], &Pubkey::default()).await;
+    surfpool.set_account(&rpc::user_pda(&program, &user), 2_000_000, &data, &program).await;
+    surfpool.set_account(&vault, 1_000_000, &[], &Pubkey::default()).await;
 
     let balance = rpc::balance(&rpc, &program, &user.to_string()).await.unwrap();
     assert_eq!((balance.vault_lamports, balance.locked_amount, balance.nonce), (1_000_000, 400_000, 3));
@@ -124,13 +124,13 @@ async fn vault_eligibility_from_pdas() {
 
     // A USER PDA owned by another program is not trusted.
     let impostor = Pubkey::new_from_array(rand::random());
-    set_account(&rpc, &rpc::user_pda(&program, &impostor), 2_000_000, &data, &Pubkey::new_from_array([9; 32])).await;
+    surfpool.set_account(&rpc::user_pda(&program, &impostor), 2_000_000, &data, &Pubkey::new_from_array([9; 32])).await;
     let err = rpc::balance(&rpc, &program, &impostor.to_string()).await.unwrap_err();
     assert!(matches!(err, RpcError::BadAccount { .. }), "{err}");
     // So is one of the program's with another account type's discriminator.
     let lookalike = Pubkey::new_from_array(rand::random());
     let wrong = layout("LockAccount", &[&3u64.to_le_bytes(), &400_000u64.to_le_bytes(), vault.as_ref()]);
-    set_account(&rpc, &rpc::user_pda(&program, &lookalike), 2_000_000, &wrong, &program).await;
+    surfpool.set_account(&rpc::user_pda(&program, &lookalike), 2_000_000, &wrong, &program).await;
     let err = rpc::balance(&rpc, &program, &lookalike.to_string()).await.unwrap_err();
     assert!(matches!(&err, RpcError::BadAccount { reason, .. } if reason.contains("discriminator")), "{err}");
 }
@@ -172,7 +172,7 @@ async fn program_accounts_fetched_and_decoded() {
     for (key, data) in
         [(&global_key, &global), (&namespace_key, &namespace), (&user_key, &user_data), (&lock_key, &lock)]
     {
-        set_account(&rpc, key, 10_000_000, data, &program).await;
+        surfpool.set_account(key, 10_000_000, data, &program).await;
     }
 
     let fetch = async |key: &Pubkey| {

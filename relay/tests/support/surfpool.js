@@ -119,6 +119,8 @@ async function main() {
   const urlFile = process.argv[2];
   const removeUrlFile = () => urlFile && fs.rmSync(urlFile, { force: true });
   process.on('exit', removeUrlFile);
+  // Until a node has started, a stop request ends the process at once (an attempt's child then
+  // sees its stdin close and stops itself), so the loop below never runs on after one.
   let child;
   let stopped = false;
   onStopRequest(() => {
@@ -131,7 +133,7 @@ async function main() {
     setTimeout(() => child.kill('SIGKILL'), 5000);
   });
   const reasons = [];
-  for (let i = 1; i <= ATTEMPTS && !stopped; i++) {
+  for (let i = 1; i <= ATTEMPTS; i++) {
     let started;
     try {
       started = await attempt();
@@ -140,10 +142,6 @@ async function main() {
       continue;
     }
     child = started.child;
-    if (stopped) {
-      child.kill('SIGTERM');
-      return;
-    }
     if (reasons.length) process.stderr.write(`surfpool.js: started on attempt ${i} (${reasons.join('; ')})\n`);
     child.once('exit', (code, signal) => {
       if (stopped) return;
@@ -154,7 +152,6 @@ async function main() {
     process.stdout.write(JSON.stringify({ rpcUrl: started.rpcUrl }) + '\n');
     return;
   }
-  if (stopped) return;
   process.stderr.write(`surfpool.js: the node did not start in ${ATTEMPTS} attempts: ${reasons.join('; ')}\n`);
   process.exit(1);
 }
